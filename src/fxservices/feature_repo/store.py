@@ -1,0 +1,44 @@
+"""Opening the Feast store from the environment (docs/contracts.md)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from fxservices.common.config import ConfigError, default_feast_repo_path
+
+_DEFAULTS = {"FX_DATA_DIR": "/data", "REDIS_HOST": "redis", "REDIS_PORT": "6379"}
+
+
+def repo_path() -> Path:
+    path = Path(os.environ.get("FEAST_REPO_PATH") or default_feast_repo_path())
+    if not (path / "feature_store.yaml").is_file():
+        raise ConfigError(f"FEAST_REPO_PATH={path}: no feature_store.yaml there")
+    return path
+
+
+def _prepare_env(path: Path) -> None:
+    for name, value in _DEFAULTS.items():
+        if not os.environ.get(name):
+            os.environ[name] = value
+    lines = (path / "feature_store.yaml").read_text().splitlines()
+    text = os.path.expandvars("\n".join(l for l in lines if not l.lstrip().startswith("#")))
+    left = re.findall(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", text)
+    if left:
+        raise ConfigError(
+            f"{path / 'feature_store.yaml'} uses {', '.join(sorted(set(left)))} "
+            "but the environment does not set it"
+        )
+
+
+def registry_path() -> Path:
+    return Path(os.environ.get("FX_DATA_DIR") or "/data") / "feast" / "registry.db"
+
+
+def get_store(path: str | Path | None = None):
+    """A FeatureStore for the repo at `path` (default FEAST_REPO_PATH)."""
+    from feast import FeatureStore
+
+    repo = Path(path) if path else repo_path()
+    _prepare_env(repo)
+    return FeatureStore(repo_path=str(repo))
