@@ -1,0 +1,154 @@
+"""What Docker says about the stack: daemon reachability, images, containers, ports, logs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from dataclasses import dataclass
+
+from ..errors import FxError
+from .compose import PublishedPort, project_name
+
+
+def client():
+    """A docker SDK client that answers ping, or an FxError that says how to get one."""
+    import docker
+    from docker.errors import DockerException
+
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        c = docker.from_env(timeout=120)
+        c.ping()
+        return c
+    except (DockerException, OSError) as exc:
+        text = str(exc)
+        if "Permission denied" in text or "PermissionError" in text:
+            hint = (f"you may not use {where}: add yourself to the `docker` group "
+                    "(`sudo usermod -aG docker $USER`, then log in again) or run as root")
+        else:
+            hint = ("start the Docker daemon (`sudo systemctl start docker`, or `sudo dockerd &` where there "
+                    "is no systemd) or point DOCKER_HOST at a running one")
+        raise FxError(f"Docker daemon unreachable at {where}: {text.splitlines()[0] if text else exc!r}",
+                      hint=hint) from None
+
+
+def daemon_reachable() -> tuple[bool, str]:
+    try:
+        client()
+        return True, ""
+    except FxError as exc:
+        return False, str(exc)
+
+
+def missing_images(dc, refs: dict[str, str]) -> dict[str, str]:
+    """{env var: ref} of the refs Docker does not have."""
+    from docker.errors import ImageNotFound
+
+    missing = {}
+    for var, ref in refs.items():
+        try:
+            dc.images.get(ref)
+        except ImageNotFound:
+            missing[var] = ref
+    return missing
+
+
+@dataclass
+class ServiceState:
+    service: str
+    container: str | None
+    state: str  # created / running / restarting / exited / ... / missing
+    health: str  # healthy / unhealthy / starting / none
+    exit_code: int | None
+    restarts: int
+    started_at: str | None
+    ports: dict
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running" and self.health in ("healthy", "none")
+
+
+def project_containers(dc, all_: bool = True) -> list:
+    return dc.containers.list(all=all_, filters={"label": f"com.docker.compose.project={project_name()}"})
+
+
+def service_states(dc) -> dict[str, ServiceState]:
+    """The newest container of each service in the project (one-offs excluded)."""
+    result: dict[str, ServiceState] = {}
+    for c in project_containers(dc):
+        labels = c.labels
+        if labels.get("com.docker.compose.oneoff") == "True":
+            continue
+        svc = labels.get("com.docker.compose.service", c.name)
+        attrs = c.attrs
+        st = attrs.get("State", {})
+        health = (st.get("Health") or {}).get("Status", "none")
+        state = ServiceState(
+            service=svc,
+            container=c.name,
+            state=st.get("Status", "unknown"),
+            health=health,
+            exit_code=st.get("ExitCode") if st.get("Status") == "exited" else None,
+            restarts=attrs.get("RestartCount", 0),
+            started_at=st.get("StartedAt"),
+            ports=(attrs.get("NetworkSettings") or {}).get("Ports") or {},
+        )
+        prev = result.get(svc)
+        if prev is None or (state.started_at or "") > (prev.started_at or ""):
+            result[svc] = state
+    return result
+
+
+def last_logs(dc, container: str, lines: int = 30) -> str:
+    try:
+        raw = dc.containers.get(container).logs(tail=lines, stdout=True, stderr=True)
+    except Exception as exc:  # the container may be gone by now
+        return f"(no logs: {exc})"
+    return raw.decode("utf-8", "replace").rstrip()
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on host:port (we try to bind it, as Docker would)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+    except OSError as exc:
+        return exc.errno in (errno.EADDRINUSE, errno.EACCES)
+    finally:
+        s.close()
+    return False
+
+
+def port_conflicts(ports: list[PublishedPort], env: dict[str, str], ours: set[int] | None = None
+                   ) -> list[tuple[PublishedPort, int]]:
+    """Published ports that something other than our own running containers holds."""
+    ours = ours or set()
+    conflicts = []
+    for p in ports:
+        number = p.port(env)
+        if number in ours:
+            continue
+        if port_in_use(p.host_ip, number):
+            conflicts.append((p, number))
+    return conflicts
+
+
+def our_host_ports(dc) -> set[int]:
+    """Host ports our project's running containers already publish (re-running `up` is fine)."""
+    held: set[int] = set()
+    for c in project_containers(dc, all_=False):
+        for bindings in ((c.attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
+            for b in bindings or []:
+                if b.get("HostPort", "").isdigit():
+                    held.add(int(b["HostPort"]))
+    return held
+
+
+def describe_conflicts(conflicts: list[tuple[PublishedPort, int]]) -> str:
+    lines = []
+    for p, number in conflicts:
+        lines.append(f"port {p.host_ip}:{number} for service {p.service} is already in use "
+                     f"-> set {p.var} to a free port in compose/.env (or stop what listens there)")
+    return "\n".join(lines)

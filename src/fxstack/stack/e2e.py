@@ -1,0 +1,248 @@
+"""`fxstack test`: the end-to-end run against the running stack, through its published ports only.
+
+Airflow's REST API (basic auth, the admin user from compose/.env) triggers `fx_pipeline` and waits
+for it; MLflow's registry must then hold the version the alias marks for serving; `POST /predict`
+must answer with that version; Prometheus must report every scrape target up. Each step says what
+failed and what to look at.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import requests
+
+from ..errors import FxError
+from . import docker_state as ds
+from .compose import env_file
+from .envfile import read_env
+from .lifecycle import service_url
+
+DAG_ID = "fx_pipeline"
+
+
+@dataclass
+class Endpoints:
+    airflow: str
+    mlflow: str
+    api: str
+    prometheus: str
+    auth: tuple[str, str]
+    model_name: str
+    model_alias: str
+    pairs: list[str]
+
+
+def endpoints() -> Endpoints:
+    """Base URLs of the published services (from Docker's port bindings) and the admin login."""
+    dc = ds.client()
+    states = ds.service_states(dc)
+    urls = {}
+    for svc in ("airflow-webserver", "mlflow", "fastapi", "prometheus"):
+        st = states.get(svc)
+        if not st or not st.healthy:
+            state = f"{st.state}/{st.health}" if st else "not created"
+            raise FxError(f"service {svc} is not running and healthy ({state})",
+                          hint="bring the stack up first: `fxstack up` (then `fxstack status`)")
+        urls[svc] = service_url(st, "").rstrip("/")
+    env = read_env(env_file())
+    if not env.get("AIRFLOW_ADMIN_PASSWORD"):
+        raise FxError(f"no AIRFLOW_ADMIN_PASSWORD in {env_file()}", hint="`fxstack up` writes it on first run")
+    pairs = [p.strip() for p in (env.get("FX_PAIRS") or "EUR_USD,GBP_USD,USD_JPY").split(",") if p.strip()]
+    return Endpoints(
+        airflow=urls["airflow-webserver"], mlflow=urls["mlflow"], api=urls["fastapi"],
+        prometheus=urls["prometheus"],
+        auth=(env.get("AIRFLOW_ADMIN_USER") or "admin", env["AIRFLOW_ADMIN_PASSWORD"]),
+        model_name=env.get("FX_MODEL_NAME") or "fx-direction",
+        model_alias=env.get("FX_MODEL_ALIAS") or "serving",
+        pairs=pairs,
+    )
+
+
+def _get(url: str, **kw) -> requests.Response:
+    kw.setdefault("timeout", 30)
+    return requests.get(url, **kw)
+
+
+# ---------------------------------------------------------------- Airflow
+def wait_for_dag(ep: Endpoints, timeout: float = 300) -> dict:
+    """The DAG as the REST API sees it, once the scheduler has parsed it."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        r = _get(f"{ep.airflow}/api/v1/dags/{DAG_ID}", auth=ep.auth)
+        if r.status_code == 200:
+            return r.json()
+        if r.status_code in (401, 403):
+            raise FxError(f"Airflow REST API refused the admin login ({r.status_code}): {r.text[:300]}",
+                          hint="check AIRFLOW_ADMIN_USER/PASSWORD in compose/.env; airflow-init sets them "
+                               "(`fxstack logs airflow-init`)")
+        last = f"{r.status_code} {r.text[:200]}"
+        time.sleep(3)
+    raise FxError(f"DAG {DAG_ID} did not appear in Airflow within {timeout:.0f} s (last answer: {last})",
+                  hint="the scheduler parses the DAG folder: `fxstack logs airflow-scheduler`; "
+                       "import errors show at /api/v1/importErrors")
+
+
+def trigger_dag(ep: Endpoints) -> str:
+    r = requests.patch(f"{ep.airflow}/api/v1/dags/{DAG_ID}", json={"is_paused": False}, auth=ep.auth,
+                       params={"update_mask": "is_paused"}, timeout=30)
+    if r.status_code != 200:
+        raise FxError(f"could not unpause {DAG_ID}: {r.status_code} {r.text[:300]}")
+    run_id = f"fxstack-test-{time.strftime('%Y%m%dT%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
+    r = requests.post(f"{ep.airflow}/api/v1/dags/{DAG_ID}/dagRuns", json={"dag_run_id": run_id, "conf": {}},
+                      auth=ep.auth, timeout=30)
+    if r.status_code not in (200, 201):
+        raise FxError(f"could not trigger {DAG_ID}: {r.status_code} {r.text[:300]}")
+    return run_id
+
+
+def task_instances(ep: Endpoints, run_id: str) -> list[dict]:
+    r = _get(f"{ep.airflow}/api/v1/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", auth=ep.auth)
+    return r.json().get("task_instances", []) if r.status_code == 200 else []
+
+
+def task_log(ep: Endpoints, run_id: str, task_id: str, try_number: int) -> str:
+    r = _get(f"{ep.airflow}/api/v1/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+             auth=ep.auth, headers={"Accept": "text/plain"})
+    return r.text if r.status_code == 200 else f"(log unavailable: {r.status_code})"
+
+
+def wait_dag_run(ep: Endpoints, run_id: str, timeout: float = 900, out: TextIO | None = None) -> dict:
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    while True:
+        r = _get(f"{ep.airflow}/api/v1/dags/{DAG_ID}/dagRuns/{run_id}", auth=ep.auth)
+        run = r.json() if r.status_code == 200 else {}
+        if out is not None:
+            for ti in task_instances(ep, run_id):
+                state = ti.get("state") or "none"
+                if seen.get(ti["task_id"]) != state:
+                    seen[ti["task_id"]] = state
+                    print(f"  task {ti['task_id']:<16} {state}", file=out, flush=True)
+        state = run.get("state")
+        if state == "success":
+            return run
+        if state == "failed":
+            failed = [ti for ti in task_instances(ep, run_id) if ti.get("state") in ("failed", "upstream_failed")]
+            detail = ""
+            for ti in failed:
+                if ti.get("state") == "failed":
+                    text = task_log(ep, run_id, ti["task_id"], max(1, ti.get("try_number") or 1))
+                    detail += f"\n--- log of task {ti['task_id']} (last 30 lines) ---\n"
+                    detail += "\n".join(text.splitlines()[-30:])
+            raise FxError(f"DAG run {run_id} failed; failed tasks: "
+                          f"{', '.join(t['task_id'] + '=' + t['state'] for t in failed) or '?'}{detail}",
+                          hint="`fxstack logs airflow-worker` has the worker's side; the Airflow UI shows every try")
+        if time.monotonic() > deadline:
+            raise FxError(f"DAG run {run_id} still {state!r} after {timeout:.0f} s",
+                          hint="is the Celery worker up and consuming? `fxstack logs airflow-worker`")
+        time.sleep(3)
+
+
+# ---------------------------------------------------------------- MLflow
+def serving_version(ep: Endpoints) -> dict:
+    """The model version the alias marks for serving (MLflow REST API)."""
+    r = _get(f"{ep.mlflow}/api/2.0/mlflow/registered-models/alias",
+             params={"name": ep.model_name, "alias": ep.model_alias})
+    if r.status_code != 200:
+        raise FxError(f"MLflow has no version of {ep.model_name!r} with alias {ep.model_alias!r}: "
+                      f"{r.status_code} {r.text[:300]}",
+                      hint="the DAG's train_register task registers it: check its log in Airflow")
+    return r.json()["model_version"]
+
+
+def artifact_listing(ep: Endpoints, run_id: str) -> list[dict]:
+    r = _get(f"{ep.mlflow}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id})
+    r.raise_for_status()
+    return r.json().get("files", [])
+
+
+# ---------------------------------------------------------------- inference API
+def predict(ep: Endpoints, pair: str) -> requests.Response:
+    return requests.post(f"{ep.api}/predict", json={"pair": pair}, timeout=30)
+
+
+def response_version(body: dict) -> str | None:
+    for key in ("model_version", "version"):
+        if key in body:
+            return str(body[key])
+    return None
+
+
+def wait_predict_version(ep: Endpoints, pair: str, version: str, timeout: float = 120) -> dict:
+    """POST /predict until it answers 200 with `version` (the API picks new versions up by itself)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        r = predict(ep, pair)
+        if r.status_code == 200:
+            body = r.json()
+            if response_version(body) == str(version):
+                return body
+            last = f"200 with version {response_version(body)!r}: {str(body)[:200]}"
+        else:
+            last = f"{r.status_code} {r.text[:300]}"
+        time.sleep(2)
+    raise FxError(f"POST /predict for {pair} did not answer with model version {version} within "
+                  f"{timeout:.0f} s (last: {last})", hint="`fxstack logs fastapi`")
+
+
+# ---------------------------------------------------------------- Prometheus
+def targets(ep: Endpoints) -> list[dict]:
+    r = _get(f"{ep.prometheus}/api/v1/targets", params={"state": "active"})
+    r.raise_for_status()
+    return r.json()["data"]["activeTargets"]
+
+
+def wait_targets_up(ep: Endpoints, timeout: float = 90) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        ts = targets(ep)
+        down = [t for t in ts if t.get("health") != "up"]
+        if ts and not down:
+            return ts
+        if time.monotonic() > deadline:
+            lines = "; ".join(f"{t['labels'].get('job')} ({t.get('scrapeUrl')}): {t.get('health')} "
+                              f"{t.get('lastError', '')}" for t in down) or "no targets"
+            raise FxError(f"Prometheus scrape targets not up after {timeout:.0f} s: {lines}",
+                          hint="each job is a service on the backend network: `fxstack status`, "
+                               "and compose/prometheus.yml for the paths")
+        time.sleep(3)
+
+
+@dataclass
+class E2EResult:
+    run_id: str
+    dag_seconds: float
+    model_version: str
+    prediction: dict
+    targets_up: list[str] = field(default_factory=list)
+
+
+def run(out: TextIO = sys.stdout, dag_timeout: float = 900) -> E2EResult:
+    ep = endpoints()
+    print(f"Airflow {ep.airflow}  MLflow {ep.mlflow}  API {ep.api}  Prometheus {ep.prometheus}", file=out)
+    wait_for_dag(ep)
+    start = time.monotonic()
+    run_id = trigger_dag(ep)
+    print(f"triggered {DAG_ID} run {run_id}", file=out, flush=True)
+    wait_dag_run(ep, run_id, timeout=dag_timeout, out=out)
+    dag_seconds = time.monotonic() - start
+    print(f"DAG run succeeded in {dag_seconds:.1f} s", file=out)
+    mv = serving_version(ep)
+    version = str(mv["version"])
+    print(f"MLflow: {ep.model_name} version {version} has alias {ep.model_alias!r} (run {mv.get('run_id')})",
+          file=out)
+    body = wait_predict_version(ep, ep.pairs[0], version)
+    total = time.monotonic() - start
+    print(f"POST /predict {ep.pairs[0]} -> {body}", file=out)
+    print(f"ingest -> registered model -> served prediction: {total:.1f} s", file=out)
+    ts = wait_targets_up(ep)
+    jobs = sorted({t["labels"].get("job", "?") for t in ts})
+    print(f"Prometheus: {len(ts)} targets up ({', '.join(jobs)})", file=out)
+    print("end-to-end test passed", file=out)
+    return E2EResult(run_id=run_id, dag_seconds=total, model_version=version, prediction=body, targets_up=jobs)

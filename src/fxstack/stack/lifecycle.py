@@ -1,0 +1,318 @@
+"""up / down / status / logs: Compose does the work, this module checks first and watches after."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TextIO
+
+from ..errors import FxError
+from . import docker_state as ds
+from .compose import (
+    Stack,
+    env_file,
+    find_compose,
+    images_env_file,
+    published_ports,
+    required_vars,
+)
+from .envfile import ensure_env_file, read_env
+
+# What a user opens, per published service: (what it is, path, where the credentials are).
+URLS = {
+    "airflow-webserver": ("Airflow UI and REST API", "/",
+                          "user AIRFLOW_ADMIN_USER, password AIRFLOW_ADMIN_PASSWORD in compose/.env"),
+    "mlflow": ("MLflow tracking server + model registry", "/", "no login (reachable on 127.0.0.1 only)"),
+    "fastapi": ("Inference API (OpenAPI docs)", "/docs", "no login (reachable on 127.0.0.1 only)"),
+    "prometheus": ("Prometheus", "/targets", "no login (reachable on 127.0.0.1 only)"),
+    "grafana": ("Grafana dashboards", "/", "user GRAFANA_ADMIN_USER, password GRAFANA_ADMIN_PASSWORD in compose/.env"),
+    "fingpt": ("FinGPT sentiment API", "/docs", "no login (reachable on 127.0.0.1 only)"),
+}
+LOG_LINES = 30
+
+
+def image_var_to_name(var: str) -> str:
+    """FX_AIRFLOW_SCHEDULER_IMAGE -> fx-airflow-scheduler (docs/contracts.md naming)."""
+    return var[: -len("_IMAGE")].lower().replace("_", "-")
+
+
+def image_vars(stack: Stack) -> list[str]:
+    names = [v for v in required_vars(stack.files) if v.endswith("_IMAGE")]
+    if stack.grafana:
+        names.append("GRAFANA_IMAGE")
+    return names
+
+
+def ensure_images(stack: Stack, build: bool, out: TextIO) -> dict[str, str]:
+    """Build/load what is missing (the builder's job), then return {VAR: ref} from images.env."""
+    names = [image_var_to_name(v) for v in image_vars(stack)]
+    if build:
+        try:
+            from ..build.api import ensure_images as builder_ensure
+        except ImportError as exc:
+            if not images_env_file().is_file():
+                raise FxError(f"the image builder is not available ({exc}) and {images_env_file()} does not exist",
+                              hint="run `fxstack build`, or load the images and write .fxstack/images.env") from None
+            print(f"note: image builder not importable ({exc}); using {images_env_file()} as it is", file=out)
+        else:
+            builder_ensure(names, progress=lambda msg: print(f"  build: {msg}", file=out, flush=True))
+    refs = read_env(images_env_file())
+    wanted = image_vars(stack)
+    absent = [v for v in wanted if not refs.get(v)]
+    if absent:
+        raise FxError(f"{images_env_file()} has no image reference for {', '.join(absent)}",
+                      hint="run `fxstack build` (it builds, loads and writes .fxstack/images.env)"
+                      + ("; Grafana is built by the Nix path only (`nix build .#grafana`)" if "GRAFANA_IMAGE" in absent else ""))
+    return {v: refs[v] for v in wanted}
+
+
+def preflight(stack: Stack, dc, refs: dict[str, str]) -> None:
+    """Everything that would make `compose up` fail in a confusing way, said plainly first."""
+    missing = ds.missing_images(dc, refs)
+    if missing:
+        lines = "\n".join(f"  {var}={ref}" for var, ref in missing.items())
+        raise FxError(f"images named in {images_env_file()} are not in Docker:\n{lines}",
+                      hint="run `fxstack build` (it builds what is missing and loads it into Docker)")
+    settings = stack.settings()
+    conflicts = ds.port_conflicts(published_ports(stack.files, stack.profiles), settings, ds.our_host_ports(dc))
+    if conflicts:
+        raise FxError("published ports are already taken on this machine:\n" + ds.describe_conflicts(conflicts),
+                      hint="change the port variable(s) named above in compose/.env, then run `fxstack up` again")
+
+
+@dataclass
+class WaitResult:
+    seconds: float
+    became_ready: dict[str, float] = field(default_factory=dict)
+
+
+class ProgressView:
+    """One line per service: state, health, elapsed. Redrawn in place on a TTY, else printed on change."""
+
+    def __init__(self, services: list[str], out: TextIO):
+        self.services = services
+        self.out = out
+        self.tty = out.isatty() and os.environ.get("TERM") != "dumb"
+        self.drawn = 0
+        self.last: dict[str, tuple] = {}
+
+    def render(self, rows: dict[str, tuple[str, str, float, bool]]) -> None:
+        width = max(len(s) for s in self.services)
+        if self.tty:
+            if self.drawn:
+                self.out.write(f"\x1b[{self.drawn}F")
+            for svc in self.services:
+                state, health, elapsed, done = rows[svc]
+                mark = "ok " if done else "..."
+                self.out.write(f"\x1b[2K  {mark} {svc:<{width}}  {state:<11} {health:<10} {elapsed:6.1f}s\n")
+            self.drawn = len(self.services)
+            self.out.flush()
+        else:
+            for svc in self.services:
+                state, health, elapsed, done = rows[svc]
+                key = (state, health, done)
+                if self.last.get(svc) != key:
+                    self.last[svc] = key
+                    print(f"  [{elapsed:6.1f}s] {svc:<{width}}  {state:<11} {health}" + ("  (ready)" if done else ""),
+                          file=self.out, flush=True)
+
+
+def _health_output(dc, container: str | None) -> str:
+    if not container:
+        return ""
+    try:
+        log = (dc.containers.get(container).attrs["State"].get("Health") or {}).get("Log") or []
+    except Exception:
+        return ""
+    if not log:
+        return ""
+    last = log[-1]
+    return f"last health check (exit {last.get('ExitCode')}): {(last.get('Output') or '').strip()[:500]}"
+
+
+def service_failure(dc, svc: str, st: ds.ServiceState | None, why: str) -> FxError:
+    parts = [f"service {svc} {why}"]
+    if st and st.container:
+        health = _health_output(dc, st.container)
+        if health:
+            parts.append(health)
+        parts.append(f"last {LOG_LINES} log lines of {st.container}:\n" + ds.last_logs(dc, st.container, LOG_LINES))
+    return FxError("\n".join(parts), where=svc,
+                   hint=f"fix the cause shown in the log above, then `fxstack up` again; "
+                        f"more with `fxstack logs {svc}`; `fxstack down` stops the rest")
+
+
+def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float, out: TextIO,
+                 compose_proc=None, compose_output: list[str] | None = None,
+                 clock_start: float | None = None) -> WaitResult:
+    """Poll Docker until every service is healthy (one-shots: exited 0). Raise FxError otherwise."""
+    start = clock_start if clock_start is not None else time.monotonic()
+    view = ProgressView(services, out)
+    ready: dict[str, float] = {}
+    exited_since: dict[str, float] = {}
+    while True:
+        now = time.monotonic()
+        elapsed = now - start
+        states = ds.service_states(dc)
+        rows = {}
+        for svc in services:
+            st = states.get(svc)
+            if st is None:
+                rows[svc] = ("waiting", "-", ready.get(svc, elapsed), False)
+                continue
+            if svc in oneshots:
+                done = st.state == "exited" and st.exit_code == 0
+                if st.state == "exited" and st.exit_code not in (0, None):
+                    raise service_failure(dc, svc, st, f"(one-shot) exited with code {st.exit_code}")
+            else:
+                done = st.healthy
+                if st.health == "unhealthy":
+                    raise service_failure(dc, svc, st, "is unhealthy: its health check keeps failing")
+                if st.restarts >= 3:
+                    raise service_failure(dc, svc, st, f"keeps crashing (restarted {st.restarts} times)")
+                if st.state in ("exited", "dead"):
+                    exited_since.setdefault(svc, now)
+                    if now - exited_since[svc] > 15:
+                        raise service_failure(dc, svc, st, f"exited (code {st.exit_code}) and did not come back")
+                else:
+                    exited_since.pop(svc, None)
+            if done and svc not in ready:
+                ready[svc] = elapsed
+            label = st.state if svc not in oneshots else (f"exited({st.exit_code})" if st.state == "exited" else st.state)
+            rows[svc] = (label, st.health if svc not in oneshots else "one-shot", ready.get(svc, elapsed), done)
+        view.render(rows)
+        if compose_proc is not None and compose_proc.poll() is not None and compose_proc.returncode != 0:
+            # Compose gave up (a dependency failed, a port clash...): find the culprit, show its log.
+            text = "\n".join(compose_output or [])
+            for svc in services:
+                st = states.get(svc)
+                if st and (st.health == "unhealthy" or (st.state == "exited" and st.exit_code not in (0, None))):
+                    raise service_failure(dc, svc, st, "failed while the stack came up")
+            from .compose import explain_compose_error
+            raise FxError(f"docker-compose up failed (exit {compose_proc.returncode}):\n{text[-3000:]}",
+                          hint=explain_compose_error(text) or "see Compose's message above")
+        if len(ready) == len(services) and (compose_proc is None or compose_proc.poll() is not None):
+            return WaitResult(seconds=time.monotonic() - start, became_ready=ready)
+        if elapsed > timeout:
+            slow = [s for s in services if s not in ready]
+            st = states.get(slow[0]) if slow else None
+            raise service_failure(dc, slow[0], st,
+                                  f"did not become healthy within {timeout:.0f} s (not ready: {', '.join(slow)})")
+        time.sleep(1.0)
+
+
+def oneshot_services(config: dict) -> set[str]:
+    """Services without a health check whose restart policy is `no`: they must exit 0."""
+    result = set()
+    for name, svc in (config.get("services") or {}).items():
+        if not svc.get("healthcheck") and svc.get("restart", "no") == "no":
+            result.add(name)
+    return result
+
+
+def up(*, gpu: bool = False, grafana: bool = False, build: bool = True, timeout: float = 900,
+       out: TextIO = sys.stdout) -> WaitResult:
+    stack = Stack(gpu=gpu, grafana=grafana)
+    dc = ds.client()
+    find_compose()
+    print("fxstack up: checking images", file=out, flush=True)
+    refs = ensure_images(stack, build, out)
+    created, added = ensure_env_file(env_file())
+    if created:
+        print(f"wrote {env_file()} with fresh random secrets (mode 600; never overwritten)", file=out)
+    elif added:
+        print(f"added missing keys to {env_file()}: {', '.join(added)}", file=out)
+    preflight(stack, dc, refs)
+    config = stack.config()
+    services = list((config.get("services") or {}).keys())
+    oneshots = oneshot_services(config)
+    print(f"starting {len(services)} services (project {os.environ.get('FXSTACK_PROJECT', 'fxstack')})",
+          file=out, flush=True)
+    start = time.monotonic()
+    proc = stack.popen("up", "-d", "--remove-orphans")
+    lines: list[str] = []
+
+    def pump():
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        result = wait_healthy(dc, services, oneshots, timeout=timeout, out=out, compose_proc=proc,
+                              compose_output=lines, clock_start=start)
+    finally:
+        if proc.poll() is None and sys.exc_info()[0] is not None:
+            proc.terminate()
+        reader.join(timeout=5)
+    print(f"all {len(services)} services ready in {result.seconds:.1f} s", file=out)
+    print_urls(stack, dc, out)
+    return result
+
+
+def print_urls(stack: Stack, dc, out: TextIO) -> None:
+    states = ds.service_states(dc)
+    print("\nopen:", file=out)
+    for svc, (what, path, creds) in URLS.items():
+        url = service_url(states.get(svc), path)
+        if url:
+            print(f"  {what:42} {url}\n  {'':42} login: {creds}", file=out)
+    print(f"\ncredentials: {env_file()} (generated on first up; keep it private)", file=out)
+    print("stop: fxstack down   (wipe data too: fxstack down --volumes)", file=out)
+
+
+def service_url(st: ds.ServiceState | None, path: str = "/") -> str | None:
+    if not st:
+        return None
+    for bindings in st.ports.values():
+        for b in bindings or []:
+            if b.get("HostPort"):
+                return f"http://{b.get('HostIp') or '127.0.0.1'}:{b['HostPort']}{path}"
+    return None
+
+
+def down(*, volumes: bool = False, out: TextIO = sys.stdout) -> None:
+    ds.client()
+    # Both profiles and the GPU file when it can be interpolated, so nothing of ours is left behind;
+    # --remove-orphans catches the rest (e.g. fingpt when the GPU image ref is gone).
+    stack = Stack(grafana=True, strict=False, gpu=bool(read_env(images_env_file()).get("FX_FINGPT_IMAGE")))
+    args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
+    proc = stack.run(*args, capture=False, check=False)
+    if proc.returncode != 0:
+        raise FxError(f"docker-compose down failed (exit {proc.returncode})", hint="see Compose's message above")
+    print("stack stopped" + (" and its volumes removed" if volumes else " (volumes kept; --volumes wipes them)"),
+          file=out)
+
+
+def status(*, out: TextIO = sys.stdout) -> list[dict]:
+    dc = ds.client()
+    states = ds.service_states(dc)
+    rows = []
+    for svc in sorted(states):
+        st = states[svc]
+        path = URLS.get(svc, ("", "/", ""))[1]
+        rows.append({"service": svc, "state": st.state + (f"({st.exit_code})" if st.exit_code is not None else ""),
+                     "health": st.health, "url": service_url(st, path) or "-"})
+    if not rows:
+        print("the stack is not running (no containers in project fxstack): `fxstack up` starts it", file=out)
+        return rows
+    width = max(len(r["service"]) for r in rows)
+    print(f"{'SERVICE':<{width}}  {'STATE':<11} {'HEALTH':<10} URL", file=out)
+    for r in rows:
+        print(f"{r['service']:<{width}}  {r['state']:<11} {r['health']:<10} {r['url']}", file=out)
+    return rows
+
+
+def logs(service: str | None, *, follow: bool = False, tail: int = 100) -> int:
+    ds.client()
+    stack = Stack(grafana=True, strict=False)
+    args = ["logs", "--tail", str(tail)] + (["--follow"] if follow else [])
+    if service:
+        known = stack.services()
+        if service not in known:
+            raise FxError(f"no service named {service!r}", hint=f"services: {', '.join(known)}")
+        args.append(service)
+    return stack.run(*args, capture=False, check=False).returncode
