@@ -1,0 +1,182 @@
+"""Build images from specs: root filesystem, shared package layers, app layer, config."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import FxError
+from ..lock.poetry_lock import LockedFile, PoetryLock
+from ..paths import repo_root, state_dir
+from ..specs import ImageSpec, load_specs
+from . import oci
+from .debian import DebianLock, RootfsRecipe, build_rootfs
+from .layers import group_by_users, layers_for
+from .settings import BUILDER_VERSION, MAX_LAYERS
+from .store import BlobStore, KeyedCache, inputs_key
+from .tarball import Entry, merge_entries, tree_entries, write_tar
+from .wheels import DistCache, build_pure_wheel, install_tree, tree_key
+
+
+@dataclass
+class BuiltImage:
+    name: str
+    manifest_digest: str
+    layers: list[oci.Layer]
+    seconds: float
+    cached_layers: int = 0
+
+    @property
+    def tag(self) -> str:
+        return oci.content_tag(self.manifest_digest)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.tag}"
+
+    @property
+    def size(self) -> int:
+        return sum(l.size for l in self.layers)
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("FXSTACK_CACHE")
+    return Path(env).resolve() if env else state_dir() / "cache"
+
+
+def _skip_app(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return name == "__pycache__" or name.endswith((".pyc", ".pyo")) or name.startswith(".")
+
+
+@dataclass
+class Builder:
+    root: Path = field(default_factory=repo_root)
+    state: Path = field(default_factory=state_dir)
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
+    update_debian_lock: bool = False
+    compile_bytecode: bool = True
+
+    def __post_init__(self) -> None:
+        self.specs = load_specs(self.root)
+        self.lock = PoetryLock(self.root / "poetry.lock", self.root / "pyproject.toml")
+        cache = cache_dir() if "FXSTACK_CACHE" in os.environ else self.state / "cache"
+        self.store = BlobStore(self.state / "oci")
+        self.dists = DistCache(cache / "dist")
+        self.sdist_wheels = cache / "sdist-wheels"
+        self.trees = cache / "trees"
+        self.layer_cache = KeyedCache(cache / "layers")
+        self.rootfs_cache = KeyedCache(cache / "rootfs")
+        self.debian_lock = DebianLock(self.root / "images" / "debian.lock")
+
+    # -- selection ------------------------------------------------------------------
+
+    def select(self, names: list[str] | None, *, include_gpu: bool = False) -> list[ImageSpec]:
+        if names:
+            unknown = [n for n in names if n not in self.specs]
+            if unknown:
+                raise FxError(f"no image named {', '.join(unknown)}", where="images/",
+                              hint=f"images: {', '.join(self.specs)}")
+            chosen = [self.specs[n] for n in names]
+            for spec in chosen:
+                if not spec.portable:
+                    raise FxError(f"the portable builder cannot build {spec.name}: {spec.portable_reason}",
+                                  where=f"{spec.path}: portable")
+            return chosen
+        return [s for s in self.specs.values() if s.portable and (include_gpu or not s.gpu)]
+
+    # -- python package layers ------------------------------------------------------
+
+    def _package_classes(self) -> tuple[dict[str, list[LockedFile]], list]:
+        """Files per image and the layer classes, over every portable Python image.
+
+        The classes are computed over all of them, not just the ones being built, so an
+        image's layers do not depend on what else was asked for on the command line.
+        """
+        per_image = {s.name: self.lock.files_for(s.groups)
+                     for s in self.specs.values() if s.kind == "python" and s.portable}
+        classes = group_by_users({k: set(v) for k, v in per_image.items()}, MAX_LAYERS)
+        return per_image, classes
+
+    def _wheel_for(self, f: LockedFile) -> Path:
+        path = self.dists.path(f)
+        if f.is_wheel:
+            return path
+        return build_pure_wheel(path, f, self.sdist_wheels, self.log)
+
+    def _package_layer(self, files: list[LockedFile]) -> tuple[oci.Layer, bool]:
+        key = inputs_key("packages", BUILDER_VERSION, self.compile_bytecode,
+                         sys.version_info[:2] if self.compile_bytecode else None,
+                         [(f.name, f.version, f.sha256) for f in files])
+        names = ", ".join(f.name for f in files[:4]) + (f" +{len(files) - 4}" if len(files) > 4 else "")
+        hit = self.layer_cache.get(key)
+        if hit and self.store.has(hit["digest"]):
+            return oci.Layer(hit["digest"], hit["size"], f"packages: {names}"), True
+        trees = []
+        for f in files:
+            wheel = self._wheel_for(f)
+            trees.append(install_tree(wheel, tree_key(f, wheel, self.compile_bytecode), self.trees,
+                                      compile_bytecode=self.compile_bytecode))
+        entries = merge_entries(tree_entries(t, "", skip=None)[1:] for t in trees)
+        with self.store.writer() as w:
+            write_tar(entries, w)
+        self.layer_cache.put(key, {"digest": w.digest, "size": w.size})
+        self.log(f"  layer {w.digest[7:19]} {w.size / 1e6:8.1f} MB  packages: {names}")
+        return oci.Layer(w.digest, w.size, f"packages: {names}"), False
+
+    # -- app layer --------------------------------------------------------------------
+
+    def _app_layer(self, spec: ImageSpec) -> oci.Layer | None:
+        if not spec.app:
+            return None
+        groups: list[list[Entry]] = []
+        for entry in spec.app:
+            src = self.root / entry.src
+            groups.append(tree_entries(src, entry.dest, skip=_skip_app))
+        with self.store.writer() as w:
+            write_tar(merge_entries(groups), w)
+        return oci.Layer(w.digest, w.size, "app: " + ", ".join(a.src for a in spec.app))
+
+    # -- images -----------------------------------------------------------------------
+
+    def _recipe(self, spec: ImageSpec) -> RootfsRecipe:
+        packages = tuple(spec.packages.get("debian", ()))
+        if spec.kind == "python":
+            return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=("/data",), root_dirs=("/app",))
+        return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=spec.volumes)
+
+    def build(self, names: list[str] | None = None, *, include_gpu: bool = False) -> list[BuiltImage]:
+        chosen = self.select(names, include_gpu=include_gpu)
+        per_image, classes = ({}, []) if not any(s.kind == "python" for s in chosen) \
+            else self._package_classes()
+        needed = {f for s in chosen if s.kind == "python" for f in per_image[s.name]}
+        self.dists.fetch(needed, self.log, self.lock.lock_path)
+        built, refs = [], {}
+        for spec in chosen:
+            started = time.monotonic()
+            self.log(f"{spec.name}: building")
+            rootfs = build_rootfs(self._recipe(spec), self.store, self.rootfs_cache, self.debian_lock,
+                                  update_lock=self.update_debian_lock, log=self.log)
+            layers = [oci.Layer(rootfs["digest"], rootfs["size"],
+                                "debian: " + " ".join(spec.packages.get("debian", ())))]
+            cached = 0
+            if spec.kind == "python":
+                for files in layers_for(spec.name, classes):
+                    layer, hit = self._package_layer(files)
+                    layers.append(layer)
+                    cached += hit
+            app = self._app_layer(spec)
+            if app:
+                layers.append(app)
+            digest, size = oci.write_image(self.store, spec, layers)
+            refs[spec.name] = (digest, size)
+            image = BuiltImage(spec.name, digest, layers, time.monotonic() - started, cached)
+            built.append(image)
+            self.log(f"{spec.name}: {image.ref}  {len(layers)} layers  {image.size / 1e6:.1f} MB"
+                     f"  ({image.seconds:.1f}s)")
+        oci.update_index(self.store, refs)
+        return built

@@ -1,0 +1,149 @@
+"""Root filesystems from Debian 12 packages with mmdebstrap, every package version pinned.
+
+`images/debian.lock` records, per package set, the exact version of every package that
+went into the root filesystem. A build installs exactly those versions; when the mirror
+no longer has one, the build stops and says how to refresh the pins, so drift shows up
+as a change to a committed file rather than as a silently different image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import FxError
+from .settings import BUILDER_VERSION, SOURCE_DATE_EPOCH
+from .store import BlobStore, KeyedCache, atomic_write_bytes, inputs_key
+from .tarball import normalize_tar
+
+SUITE = "bookworm"
+HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+# Docs, man pages and translations are dead weight in a container.
+DPKG_EXCLUDES = ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*",
+                 "/usr/share/info/*", "/usr/share/lintian/*"]
+DPKG_INCLUDES = ["/usr/share/doc/*/copyright"]
+
+
+@dataclass(frozen=True)
+class RootfsRecipe:
+    """What makes a root filesystem: its packages, plus the user and directories we add."""
+
+    packages: tuple[str, ...]
+    user: str = "root"
+    uid: int | None = None
+    owned_dirs: tuple[str, ...] = ()     # created and owned by `user`
+    root_dirs: tuple[str, ...] = ()      # created, owned by root
+
+    @property
+    def lock_key(self) -> str:
+        return " ".join(sorted(self.packages))
+
+
+def _drop(name: str) -> bool:
+    """Members of mmdebstrap's tar that must not be in a layer."""
+    return (name.startswith("dev/") or name.startswith("var/log/")
+            or name.startswith("var/cache/apt/") or name.startswith("var/lib/apt/lists/")
+            or name.startswith("proc/") or name.startswith("sys/"))
+
+
+class DebianLock:
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.data: dict[str, dict[str, str]] = json.loads(path.read_text())
+        except FileNotFoundError:
+            self.data = {}
+        except json.JSONDecodeError as exc:
+            raise FxError(f"not valid JSON: {exc}", where=str(path),
+                          hint="restore it from git or delete it and build with --update-debian-lock")
+
+    def pins(self, recipe: RootfsRecipe) -> dict[str, str] | None:
+        return self.data.get(recipe.lock_key)
+
+    def record(self, recipe: RootfsRecipe, versions: dict[str, str]) -> None:
+        self.data[recipe.lock_key] = dict(sorted(versions.items()))
+        text = json.dumps(dict(sorted(self.data.items())), indent=1) + "\n"
+        atomic_write_bytes(self.path, text.encode())
+
+
+def _sources() -> Path:
+    if HOST_SOURCES.is_file():
+        return HOST_SOURCES
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.is_file() and legacy.read_text().strip():
+        return legacy
+    raise FxError("no Debian apt sources found", where=str(HOST_SOURCES),
+                  hint="mmdebstrap takes the host's Debian 12 apt sources; configure apt first")
+
+
+def _hooks(recipe: RootfsRecipe, versions_out: Path) -> list[str]:
+    q = shlex.quote
+    hooks = []
+    if recipe.uid is not None and recipe.user != "root":
+        uid, user = recipe.uid, recipe.user
+        hooks.append(
+            f'echo "{user}:x:{uid}:{uid}::/home/{user}:/usr/sbin/nologin" >> "$1/etc/passwd"'
+            f' && echo "{user}:x:{uid}:" >> "$1/etc/group"'
+            f' && echo "{user}:!:19000::::::" >> "$1/etc/shadow"'
+            f' && mkdir -p "$1/home/{user}" && chown {uid}:{uid} "$1/home/{user}"')
+    for d in recipe.root_dirs:
+        hooks.append(f'mkdir -p "$1"{q(d)}')
+    for d in recipe.owned_dirs:
+        hooks.append(f'mkdir -p "$1"{q(d)} && chroot "$1" chown {q(recipe.user)}: {q(d)}')
+    hooks.append("dpkg-query --admindir=\"$1/var/lib/dpkg\" -W -f='${Package}\\t${Version}\\n'"
+                 f" > {q(str(versions_out))}")
+    return hooks
+
+
+def build_rootfs(recipe: RootfsRecipe, store: BlobStore, cache: KeyedCache, lock: DebianLock,
+                 *, update_lock: bool, log: Callable[[str], None]) -> dict:
+    """Return {digest, size, packages} of the root filesystem layer, building it if needed."""
+    pins = None if update_lock else lock.pins(recipe)
+    key = inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, recipe.packages, recipe.user,
+                     recipe.uid, recipe.owned_dirs, recipe.root_dirs, pins)
+    if pins is not None and (hit := cache.get(key)) and store.has(hit["digest"]):
+        return hit
+    if shutil.which("mmdebstrap") is None:
+        raise FxError("mmdebstrap is not installed", where="rootfs " + recipe.lock_key,
+                      hint="apt-get install mmdebstrap (the portable builder needs it)")
+    include = [f"{p}={v}" for p, v in sorted(pins.items())] if pins else list(recipe.packages)
+    log(f"rootfs [{recipe.lock_key}]: mmdebstrap ({len(include)} packages)")
+    with tempfile.TemporaryDirectory(prefix="fx-rootfs-", dir=store.root) as tmp:
+        tmpdir = Path(tmp)
+        versions_file, raw_tar = tmpdir / "versions.tsv", tmpdir / "rootfs.tar"
+        cmd = ["mmdebstrap", "--variant=essential", "--mode=root", "--format=tar",
+               "--include=" + ",".join(include)]
+        cmd += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
+        cmd += [f"--dpkgopt=path-include={p}" for p in DPKG_INCLUDES]
+        cmd += [f"--customize-hook={h}" for h in _hooks(recipe, versions_file)]
+        cmd += [SUITE, str(raw_tar), str(_sources())]
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            hint = ("the Debian mirror may no longer carry a pinned version: rebuild with "
+                    "`fxstack build --update-debian-lock` and commit images/debian.lock"
+                    if pins else "check the package names in packages.debian")
+            raise FxError(f"mmdebstrap failed:\n{tail}", where="rootfs " + recipe.lock_key, hint=hint)
+        versions = dict(line.split("\t", 1) for line in versions_file.read_text().splitlines() if line)
+        if pins is not None and versions != pins:
+            diff = sorted(set(versions.items()) ^ set(pins.items()))[:10]
+            raise FxError(f"installed packages differ from images/debian.lock: {diff}",
+                          where="rootfs " + recipe.lock_key,
+                          hint="rebuild with `fxstack build --update-debian-lock` and commit the lock")
+        with open(raw_tar, "rb") as src, store.writer() as w:
+            normalize_tar(src, w, drop=_drop)
+    record = {"digest": w.digest, "size": w.size, "packages": versions}
+    if pins is None:
+        lock.record(recipe, versions)
+        key = inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, recipe.packages, recipe.user,
+                         recipe.uid, recipe.owned_dirs, recipe.root_dirs, versions)
+    cache.put(key, record)
+    return record

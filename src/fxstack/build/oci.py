@@ -1,0 +1,84 @@
+"""OCI image config, manifest and layout index, serialised canonically."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..specs import ImageSpec
+from .settings import LAYER_MEDIA_TYPE, created
+from .store import BlobStore, atomic_write_bytes, canonical_json
+
+CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Layer:
+    digest: str
+    size: int
+    comment: str
+
+
+def image_config(spec: ImageSpec, layers: list[Layer]) -> dict:
+    env = {"PATH": DEFAULT_PATH, **spec.env}
+    if spec.kind == "python" and spec.uid is not None:
+        env.setdefault("HOME", f"/home/{spec.user}")
+    user = f"{spec.uid}:{spec.uid}" if spec.uid is not None else spec.user
+    config = {
+        "User": user,
+        "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+        "Entrypoint": list(spec.entrypoint) or None,
+        "Cmd": list(spec.cmd) or None,
+        "WorkingDir": spec.workdir,
+        "ExposedPorts": {f"{p}/tcp": {} for p in spec.ports} or None,
+        "Volumes": {v: {} for v in spec.volumes} or None,
+        "Labels": dict(sorted(spec.labels.items())) or None,
+    }
+    return {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": created(),
+        "config": {k: v for k, v in config.items() if v is not None},
+        "rootfs": {"type": "layers", "diff_ids": [l.digest for l in layers]},
+        "history": [{"created": created(), "created_by": f"fxstack: {l.comment}"} for l in layers],
+    }
+
+
+def write_image(store: BlobStore, spec: ImageSpec, layers: list[Layer]) -> tuple[str, int]:
+    """Store config + manifest; return (manifest digest, manifest size)."""
+    cfg_digest, cfg_size = store.put_bytes(canonical_json(image_config(spec, layers)))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": cfg_digest, "size": cfg_size},
+        "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": l.digest, "size": l.size} for l in layers],
+        "annotations": {"org.opencontainers.image.title": spec.name},
+    }
+    return store.put_bytes(canonical_json(manifest))
+
+
+def read_manifest(store: BlobStore, digest: str) -> dict:
+    return json.loads(store.path(digest).read_bytes())
+
+
+def update_index(store: BlobStore, refs: dict[str, tuple[str, int]]) -> None:
+    """The OCI layout's index.json: one entry per image name, pointing at its manifest."""
+    index_path = store.root / "index.json"
+    try:
+        current = {m["annotations"]["org.opencontainers.image.ref.name"]: m
+                   for m in json.loads(index_path.read_text())["manifests"]}
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        current = {}
+    for name, (digest, size) in refs.items():
+        current[name] = {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": size,
+                         "annotations": {"org.opencontainers.image.ref.name": name}}
+    atomic_write_bytes(store.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    index = {"schemaVersion": 2, "manifests": [current[k] for k in sorted(current)]}
+    atomic_write_bytes(index_path, json.dumps(index, indent=1).encode())
+
+
+def content_tag(manifest_digest: str) -> str:
+    return manifest_digest.removeprefix("sha256:")[:12]

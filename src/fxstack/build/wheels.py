@@ -1,0 +1,165 @@
+"""Locked distribution files: fetched once into a content-addressed cache, verified, installed.
+
+Downloads go through pip (the client this machine is configured for) restricted by hash
+to exactly the file the lock names; the file is verified again here before it enters the
+cache, so a mismatch stops the build with the package named and nothing installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import FxError
+from ..lock.poetry_lock import LockedFile
+from ..lock.target import platforms
+from .settings import BUILDER_VERSION, INTERPRETER, SCRIPTS, SITE_PACKAGES
+from .store import sha256_file
+
+
+class DistCache:
+    """`<root>/<sha256>/<filename>`: one directory per verified file."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, f: LockedFile) -> Path:
+        return self.root / f.sha256 / f.filename
+
+    def has(self, f: LockedFile) -> bool:
+        return self.path(f).is_file()
+
+    def fetch(self, files: Iterable[LockedFile], log: Callable[[str], None],
+              lock_path: Path) -> None:
+        missing = sorted({f for f in files if not self.has(f)})
+        if not missing:
+            return
+        log(f"downloading {len(missing)} locked files")
+        with tempfile.TemporaryDirectory(prefix=".fetch-", dir=self.root) as tmp:
+            req = Path(tmp) / "requirements.txt"
+            req.write_text("".join(f"{f.name}=={f.version} --hash=sha256:{f.sha256}\n" for f in missing))
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "off",
+                   "--disable-pip-version-check", "--dest", str(Path(tmp) / "out"),
+                   "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+                   "--abi", "abi3", "--abi", "none", "-r", str(req)]
+            for plat in platforms():
+                cmd += ["--platform", plat]
+            cmd += ["--platform", "any"]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            output = []
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                output.append(line.rstrip())
+                if line.startswith(("Collecting", "  Downloading", "Saved")):
+                    log("  " + line.strip())
+            if proc.wait() != 0:
+                tail = "\n".join(l for l in output[-20:] if "WARNING: Location" not in l)
+                hint = ("a file's hash differs from poetry.lock: the index serves different bytes "
+                        "than were locked; investigate before re-locking"
+                        if "do not match the hashes" in tail.lower() or "hash" in tail.lower()
+                        else "check the network to the package index")
+                raise FxError(f"downloading locked files failed:\n{tail}", where=str(lock_path), hint=hint)
+            for f in missing:
+                got = Path(tmp) / "out" / f.filename
+                if not got.is_file():
+                    raise FxError(f"pip did not deliver {f.filename}", where=f"{lock_path}: {f.name}")
+                actual = sha256_file(got)
+                if actual != f.sha256:
+                    raise FxError(f"{f.filename} has sha256 {actual}, the lock says {f.sha256}",
+                                  where=f"{lock_path}: {f.name}",
+                                  hint="the file differs from what was locked; nothing was installed")
+                final = self.path(f)
+                staged = Path(tmp) / f.sha256
+                staged.mkdir()
+                os.replace(got, staged / f.filename)
+                if not final.parent.exists():
+                    os.replace(staged, final.parent)
+
+
+def build_pure_wheel(sdist: Path, f: LockedFile, out_root: Path, log: Callable[[str], None]) -> Path:
+    """Turn a pure-Python sdist into a wheel on the host (cached by the sdist's hash).
+
+    Only pure-Python results are accepted: the images carry no compilers and we do not ship
+    host-compiled binaries.
+    """
+    final_dir = out_root / f.sha256
+    if final_dir.is_dir():
+        found = list(final_dir.glob("*.whl"))
+        if found:
+            return found[0]
+    log(f"building wheel from sdist {f.filename} (pure Python)")
+    with tempfile.TemporaryDirectory(prefix=".sdist-", dir=out_root) as tmp:
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
+                               "--wheel-dir", str(Path(tmp) / "out"), str(sdist)],
+                              capture_output=True, text=True,
+                              env={**os.environ, "SOURCE_DATE_EPOCH": "1747699200"})
+        wheels = list((Path(tmp) / "out").glob("*.whl"))
+        if proc.returncode != 0 or len(wheels) != 1:
+            raise FxError(f"building a wheel from {f.filename} failed:\n{proc.stdout[-1500:]}",
+                          where=f.name, hint="pin a version of it that ships a wheel")
+        if not wheels[0].name.endswith("-none-any.whl"):
+            raise FxError(f"{f.filename} builds a platform wheel ({wheels[0].name})", where=f.name,
+                          hint="pin a version that ships a manylinux wheel; images never compile")
+        staged = Path(tmp) / "final"
+        staged.mkdir()
+        os.replace(wheels[0], staged / wheels[0].name)
+        out_root.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final_dir)
+    return next(final_dir.glob("*.whl"))
+
+
+def install_tree(wheel: Path, key: str, trees_root: Path, *, compile_bytecode: bool) -> Path:
+    """Install one wheel into its own tree (laid out as the image's /), cached by `key`.
+
+    Scripts get the image's interpreter in their shebang; byte-code, when compiled, uses
+    hash-based .pyc files, whose bytes do not depend on file times.
+    """
+    final = trees_root / key
+    if final.is_dir():
+        return final
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.sources import WheelFile
+
+    trees_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tree-", dir=trees_root) as tmp:
+        root = Path(tmp) / "root"
+        site = root / SITE_PACKAGES
+        scheme = {"purelib": site, "platlib": site, "scripts": root / SCRIPTS,
+                  "headers": root / "usr/local/include/python3.11" / wheel.name.split("-")[0],
+                  "data": root / "usr/local"}
+        dest = SchemeDictionaryDestination({k: str(v) for k, v in scheme.items()},
+                                           interpreter=INTERPRETER, script_kind="posix",
+                                           bytecode_optimization_levels=())
+        with WheelFile.open(wheel) as source:
+            install(source, dest, {"INSTALLER": b"fxstack\n"})
+        if compile_bytecode:
+            _compile(site)
+        os.replace(root, final)
+    return final
+
+
+def _compile(site: Path) -> None:
+    import py_compile
+
+    for path in sorted(site.rglob("*.py")):
+        rel = path.relative_to(site)
+        try:
+            py_compile.compile(str(path), dfile="/" + SITE_PACKAGES + "/" + str(rel), doraise=True,
+                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        except (py_compile.PyCompileError, SyntaxError, ValueError):
+            pass  # e.g. Python-2-only test fixtures shipped in a wheel: left as source
+
+
+def tree_key(f: LockedFile, wheel: Path, compile_bytecode: bool) -> str:
+    return f"{f.sha256[:32]}-{wheel.stem[:60]}-b{BUILDER_VERSION}{'c' if compile_bytecode else ''}"
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

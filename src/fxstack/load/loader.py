@@ -1,0 +1,137 @@
+"""Load built images into the Docker daemon and record their refs for Compose."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..build.builder import Builder, BuiltImage
+from ..build.store import atomic_write_bytes
+from ..errors import FxError
+from .registry import LocalRegistry
+
+
+def docker_client():
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+        return client
+    except DockerException as exc:
+        raise FxError(f"cannot reach the Docker daemon: {exc}", where="docker",
+                      hint="start dockerd (e.g. `dockerd &` as root) or set DOCKER_HOST") from exc
+
+
+def env_var_for(name: str) -> str:
+    return name.upper().replace("-", "_") + "_IMAGE"
+
+
+def write_images_env(state: Path, refs: dict[str, str]) -> Path:
+    """`.fxstack/images.env`: the refs Compose substitutes; existing lines for other images kept."""
+    path = state / "images.env"
+    lines: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                lines[key] = value
+    for name, ref in refs.items():
+        lines[env_var_for(name)] = ref
+    text = "# written by fxstack build/load: image refs for docker compose\n"
+    text += "".join(f"{k}={v}\n" for k, v in sorted(lines.items()))
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def _present(client, ref: str) -> bool:
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(ref)
+        return True
+    except ImageNotFound:
+        return False
+
+
+def load_via_registry(builder: Builder, image: BuiltImage, client, registry: LocalRegistry,
+                      log: Callable[[str], None]) -> int:
+    sent = registry.push(builder.store, image.name, image.tag, image.manifest_digest, log)
+    remote = f"{registry.host}/{image.name}"
+    try:
+        client.api.pull(remote, tag=image.tag)
+    except Exception as exc:  # docker.errors.APIError and transport errors alike
+        raise FxError(f"docker could not pull {remote}:{image.tag}: {exc}", where=image.name,
+                      hint="retry with `fxstack load --method docker-load`") from exc
+    client.api.tag(f"{remote}:{image.tag}", image.name, image.tag)
+    client.api.remove_image(f"{remote}:{image.tag}", noprune=True)
+    return sent
+
+
+def load_via_docker_load(builder: Builder, image: BuiltImage, log: Callable[[str], None]) -> int:
+    """Stream a docker-archive of the whole image into `docker load` (the slow baseline)."""
+    import json
+
+    store = builder.store
+    manifest = json.loads(store.path(image.manifest_digest).read_bytes())
+    cfg = manifest["config"]["digest"].removeprefix("sha256:")
+    layers = [l["digest"].removeprefix("sha256:") for l in manifest["layers"]]
+    proc = subprocess.Popen(["docker", "load"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert proc.stdin is not None
+    sent = 0
+    with tarfile.open(fileobj=proc.stdin, mode="w|") as tar:
+        def add(name: str, path: Path | None = None, data: bytes | None = None):
+            nonlocal sent
+            info = tarfile.TarInfo(name)
+            if path is not None:
+                info.size = path.stat().st_size
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                assert data is not None
+                info.size = len(data)
+                import io
+                tar.addfile(info, io.BytesIO(data))
+            sent += info.size
+        add(f"{cfg}.json", store.path("sha256:" + cfg))
+        for layer in layers:
+            add(f"{layer}/layer.tar", store.path("sha256:" + layer))
+        add("manifest.json", data=json.dumps([{"Config": f"{cfg}.json", "RepoTags": [image.ref],
+                                                "Layers": [f"{l}/layer.tar" for l in layers]}]).encode())
+    proc.stdin.close()
+    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    if proc.wait() != 0:
+        raise FxError(f"docker load failed: {out[-500:]}", where=image.name)
+    return sent
+
+
+def load_images(builder: Builder, images: list[BuiltImage], *, method: str = "registry",
+                log: Callable[[str], None] | None = None) -> dict[str, str]:
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    client = docker_client()
+    registry = None
+    refs = {}
+    for image in images:
+        started = time.monotonic()
+        if _present(client, image.ref):
+            log(f"{image.name}: {image.ref} already in Docker")
+        else:
+            if method == "registry":
+                if registry is None:
+                    registry = LocalRegistry(builder.state)
+                    registry.ensure_running()
+                sent = load_via_registry(builder, image, client, registry, log)
+            else:
+                sent = load_via_docker_load(builder, image, log)
+            log(f"{image.name}: loaded {image.ref} ({sent / 1e6:.1f} MB sent, "
+                f"{time.monotonic() - started:.1f}s)")
+        refs[image.name] = image.ref
+    write_images_env(builder.state, refs)
+    return refs

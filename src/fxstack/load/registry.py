@@ -1,0 +1,135 @@
+"""A private registry on 127.0.0.1 (Debian's docker-registry) and a minimal OCI push client.
+
+Docker pulls from it only the layers it does not have yet, which is what makes reloading
+an image after a code change cost one small layer instead of the whole image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from ..build.oci import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
+from ..build.store import BlobStore, atomic_write_bytes
+from ..errors import FxError
+
+DEFAULT_PORT = int(os.environ.get("FXSTACK_REGISTRY_PORT", "5555"))
+
+
+class LocalRegistry:
+    def __init__(self, state: Path, port: int = DEFAULT_PORT):
+        self.dir = state / "registry"
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.host = f"127.0.0.1:{port}"
+        self.session = requests.Session()
+        self._mounts_path = self.dir / "blob-repos.json"
+
+    def _up(self) -> bool:
+        try:
+            return self.session.get(self.base + "/v2/", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def ensure_running(self) -> None:
+        if self._up():
+            return
+        binary = shutil.which("docker-registry") or shutil.which("registry")
+        if binary is None:
+            raise FxError("no registry binary found", where="docker-registry",
+                          hint="apt-get install docker-registry, or use `fxstack load --method docker-load`")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.dir / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+            f"    rootdirectory: {self.dir / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n")
+        log = open(self.dir / "registry.log", "ab")
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log,
+                                start_new_session=True)
+        (self.dir / "registry.pid").write_text(str(proc.pid))
+        for _ in range(100):
+            if self._up():
+                return
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        tail = (self.dir / "registry.log").read_text(errors="replace")[-800:]
+        raise FxError(f"the local registry did not start on {self.host}:\n{tail}",
+                      where=str(config), hint=f"is port {self.port} taken? set FXSTACK_REGISTRY_PORT")
+
+    def stop(self) -> None:
+        pid_file = self.dir / "registry.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+            pid_file.unlink()
+
+    # -- push --------------------------------------------------------------------
+
+    def _known_repos(self) -> dict[str, str]:
+        try:
+            return json.loads(self._mounts_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def _check(self, resp: requests.Response, what: str) -> requests.Response:
+        if resp.status_code >= 400:
+            raise FxError(f"registry refused {what}: HTTP {resp.status_code} {resp.text[:300]}",
+                          where=self.host)
+        return resp
+
+    def _push_blob(self, repo: str, store: BlobStore, digest: str, known: dict[str, str]) -> int:
+        """Make `digest` available in `repo`; return the bytes actually uploaded."""
+        url = f"{self.base}/v2/{repo}/blobs/{digest}"
+        if self.session.head(url, timeout=30).status_code == 200:
+            return 0
+        source = known.get(digest)
+        if source and source != repo:
+            r = self.session.post(f"{self.base}/v2/{repo}/blobs/uploads/",
+                                  params={"mount": digest, "from": source}, timeout=60)
+            if r.status_code == 201:
+                return 0
+        else:
+            r = self._check(self.session.post(f"{self.base}/v2/{repo}/blobs/uploads/", timeout=60),
+                            f"an upload of {digest[:19]}")
+        location = r.headers["Location"]
+        if location.startswith("/"):
+            location = self.base + location
+        path = store.path(digest)
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            self._check(self.session.put(location, params={"digest": digest}, data=f, timeout=600,
+                                         headers={"Content-Type": "application/octet-stream",
+                                                  "Content-Length": str(size)}),
+                        f"blob {digest[:19]}")
+        known[digest] = repo
+        return size
+
+    def push(self, store: BlobStore, name: str, tag: str, manifest_digest: str,
+             log: Callable[[str], None]) -> int:
+        manifest = json.loads(store.path(manifest_digest).read_bytes())
+        known = self._known_repos()
+        sent = 0
+        for desc in [manifest["config"], *manifest["layers"]]:
+            sent += self._push_blob(name, store, desc["digest"], known)
+            known.setdefault(desc["digest"], name)
+        atomic_write_bytes(self._mounts_path, json.dumps(known).encode())
+        self._check(self.session.put(f"{self.base}/v2/{name}/manifests/{tag}",
+                                     data=store.path(manifest_digest).read_bytes(),
+                                     headers={"Content-Type": MANIFEST_MEDIA_TYPE}, timeout=60),
+                    f"manifest of {name}:{tag}")
+        return sent
+
+
+__all__ = ["LocalRegistry", "CONFIG_MEDIA_TYPE"]

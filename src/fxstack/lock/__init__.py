@@ -1,0 +1,1 @@
+"""Reading poetry.lock: which exact files an image role installs."""
