@@ -1,0 +1,22 @@
+"""What the harness calls: make sure the stack's images are built and in Docker."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+def ensure_images(names: list[str] | None = None,
+                  progress: Callable[[str], None] | None = None,
+                  *, method: str = "registry") -> dict[str, str]:
+    """Build what is missing (cached layers make the rest free), load what Docker lacks.
+
+    Returns {image name: docker ref} and leaves `.fxstack/images.env` for Compose.
+    """
+    from ..load.loader import load_images
+    from .builder import Builder
+
+    log = progress or (lambda m: print(m, file=sys.stderr, flush=True))
+    builder = Builder(log=log)
+    images = builder.build(names)
+    return load_images(builder, images, method=method, log=log)
