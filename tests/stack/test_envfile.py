@@ -1,0 +1,78 @@
+"""compose/.env generation: created with strong random secrets, never overwritten."""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import stat
+from collections import Counter
+
+import pytest
+
+from fxstack.stack.envfile import SECRET_KEYS, ensure_env_file, parse_env, read_env
+
+pytestmark = pytest.mark.unit
+
+
+def entropy_bits_per_char(s: str) -> float:
+    counts = Counter(s)
+    return -sum(c / len(s) * math.log2(c / len(s)) for c in counts.values())
+
+
+def test_first_run_creates_private_file_with_strong_distinct_secrets(tmp_path):
+    path = tmp_path / "compose" / ".env"
+    created, added = ensure_env_file(path)
+    assert created
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == 0o600, oct(mode)
+    values = read_env(path)
+    assert set(SECRET_KEYS) <= set(added) and set(SECRET_KEYS) <= set(values)
+    secrets_ = [values[k] for k in SECRET_KEYS]
+    assert len(set(secrets_)) == len(secrets_), "every secret must be different"
+    for key in SECRET_KEYS:
+        v = values[key]
+        assert len(v) >= 32, (key, v)
+        assert v not in ("admin", "airflow", "mlflow", "postgres", "password")
+        assert entropy_bits_per_char(v) > 3.5, (key, v)
+        # URL-safe: the passwords go into postgresql:// and db+postgresql:// URLs unescaped
+        assert all(c.isalnum() or c in "-_" for c in v), (key, v)
+    key = base64.urlsafe_b64decode(values["AIRFLOW_FERNET_KEY"])
+    assert len(key) == 32
+    assert values["AIRFLOW_ADMIN_USER"] == "admin"
+
+
+def test_two_runs_give_different_secrets(tmp_path):
+    a, b = tmp_path / "a.env", tmp_path / "b.env"
+    ensure_env_file(a)
+    ensure_env_file(b)
+    va, vb = read_env(a), read_env(b)
+    assert all(va[k] != vb[k] for k in SECRET_KEYS)
+
+
+def test_existing_file_is_never_overwritten(tmp_path):
+    path = tmp_path / ".env"
+    ensure_env_file(path)
+    before = path.read_text()
+    created, added = ensure_env_file(path)
+    assert not created and added == []
+    assert path.read_text() == before
+
+
+def test_hand_written_values_survive_and_only_missing_keys_are_appended(tmp_path):
+    path = tmp_path / ".env"
+    path.write_text("# mine\nPOSTGRES_PASSWORD=my-own-choice\nFX_API_PORT=18000\n")
+    created, added = ensure_env_file(path)
+    assert not created
+    assert "POSTGRES_PASSWORD" not in added and "AIRFLOW_DB_PASSWORD" in added
+    text = path.read_text()
+    assert text.startswith("# mine\nPOSTGRES_PASSWORD=my-own-choice\nFX_API_PORT=18000\n")
+    values = read_env(path)
+    assert values["POSTGRES_PASSWORD"] == "my-own-choice"
+    assert values["FX_API_PORT"] == "18000"
+    assert len(values["AIRFLOW_DB_PASSWORD"]) >= 32
+
+
+def test_parse_env_handles_comments_quotes_and_export():
+    values = parse_env('# c\n\nexport A=1\nB="two words"\nC=\'x\'\nD=a=b\nnot a line\n')
+    assert values == {"A": "1", "B": "two words", "C": "x", "D": "a=b"}
