@@ -109,9 +109,12 @@ def _parse(path: Path) -> dict[str, Any]:
         raise FxError(f"not valid TOML: {exc}", where=str(path)) from exc
     for key, value in raw.items():
         if key not in FIELDS:
-            known = ", ".join(sorted(FIELDS))
-            raise FxError(f"unknown field `{key}`", where=f"{path}: {key}",
-                          hint=f"known fields: {known}")
+            import difflib
+
+            close = difflib.get_close_matches(key, FIELDS, n=1)
+            guess = f" (did you mean `{close[0]}`?)" if close else ""
+            raise FxError(f"unknown field `{key}`{guess}", where=f"{path}: {key}",
+                          hint=f"known fields: {', '.join(sorted(FIELDS))}")
         _check_type(f"{path}: {key}", key, value)
     for key in REQUIRED:
         if key not in raw:
