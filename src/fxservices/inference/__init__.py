@@ -1,0 +1,1 @@
+"""FX inference API: `fxservices.inference.app:app` (gunicorn + uvicorn workers, port 8000)."""

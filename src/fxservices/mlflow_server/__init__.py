@@ -1,0 +1,1 @@
+"""Launcher of the MLflow tracking server (`python3 -m fxservices.mlflow_server`)."""

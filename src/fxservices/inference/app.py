@@ -1,0 +1,203 @@
+"""FX inference API (port 8000; gunicorn with uvicorn workers).
+
+GET /health   the process is up
+GET /ready    the model and the feature store are reachable (503 naming what is missing)
+GET /metrics  Prometheus (request count + latency per route, model version served)
+POST /predict {"pair": "EUR_USD"} -> direction of the next hourly candle
+"""
+from __future__ import annotations
+
+# metrics first: it sets PROMETHEUS_MULTIPROC_DIR before prometheus_client creates any metric
+from fxservices.inference import metrics  # isort: skip
+
+import logging
+import os
+import re
+import threading
+from datetime import datetime
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fxservices.common.config import ConfigError, FxSettings, env_float
+from fxservices.common.logs import setup_logging
+from fxservices.inference.features import FeaturesUnavailable, OnlineFeatures
+from fxservices.inference.model import ModelCache, ModelUnavailable
+
+os.environ.setdefault("FEAST_USAGE", "False")
+setup_logging()
+log = logging.getLogger("fxservices.inference")
+
+PAIR_RE = re.compile(r"^[A-Z]{3}_[A-Z]{3}$")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    pair: str = Field(..., description="Currency pair in OANDA notation", examples=["EUR_USD"])
+
+    @field_validator("pair")
+    @classmethod
+    def _pair_format(cls, value: str) -> str:
+        norm = value.strip().upper().replace("/", "_")
+        if not PAIR_RE.match(norm):
+            raise ValueError("pair must look like EUR_USD (two 3-letter currency codes joined "
+                             "by '_')")
+        return norm
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    pair: str
+    prediction: str = Field(description="'up' or 'down': direction of the next hourly close")
+    probability: float = Field(description="probability of the predicted direction")
+    probability_up: float
+    model_name: str
+    model_version: str
+    model_alias: str
+    feature_timestamp: Optional[datetime] = Field(
+        description="event time of the online features used (close of the latest candle)")
+    features: dict[str, float]
+
+
+class Services:
+    """Lazily built from the environment, once per worker process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.settings: Optional[FxSettings] = None
+        self.models: Optional[ModelCache] = None
+        self.features: Optional[OnlineFeatures] = None
+        self.config_error: Optional[str] = None
+
+    def ensure(self) -> None:
+        if self.settings is not None or self.config_error is not None:
+            return
+        with self._lock:
+            if self.settings is not None or self.config_error is not None:
+                return
+            try:
+                from fxservices.feature_repo.definitions import FEATURE_NAMES
+
+                settings = FxSettings.from_env()
+                self.models = ModelCache(
+                    settings.mlflow_tracking_uri, settings.model_name, settings.model_alias,
+                    ttl_seconds=env_float("FX_MODEL_REFRESH_SECONDS", 10.0, minimum=0.0),
+                    default_features=FEATURE_NAMES)
+                self.features = OnlineFeatures(settings.feast_repo_path, settings.redis_host,
+                                               settings.redis_port)
+                self.settings = settings
+            except ConfigError as exc:
+                self.config_error = f"configuration error: {exc}"
+                log.error(self.config_error)
+
+
+services = Services()
+
+app = FastAPI(title="FX inference API", version="1.0.0",
+              description="Direction of the next hourly candle of a currency pair, from the "
+                          "Feast online features and the MLflow-registered XGBoost model.")
+app.add_middleware(metrics.MetricsMiddleware)
+
+
+def _error(status: int, message: str, **extra) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": message, **extra})
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError):
+    errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+    parts = []
+    fields = []
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            field = "body"  # loc is ("body", <byte offset>)
+        else:
+            field = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        fields.append({"field": field, "message": err.get("msg"), "type": err.get("type")})
+        parts.append(f"{field}: {err.get('msg', 'invalid')}")
+    return JSONResponse(status_code=422, content={
+        "detail": "invalid request: " + "; ".join(parts), "errors": fields})
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception):
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(500, f"internal error: {type(exc).__name__}")
+
+
+@app.get("/health")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@app.get("/ready")
+def ready():
+    services.ensure()
+    if services.config_error:
+        return _error(503, services.config_error, ready=False, missing=[services.config_error])
+    checks: dict = {}
+    missing: list[str] = []
+    try:
+        m = services.models.get()
+        checks["model"] = {"name": m.name, "alias": m.alias, "version": m.version}
+        metrics.MODEL_VERSION.labels(m.name, m.alias).set(float(m.version))
+    except ModelUnavailable as exc:
+        missing.append(f"model: {exc}")
+    try:
+        checks["features"] = services.features.check()
+    except FeaturesUnavailable as exc:
+        missing.append(f"features: {exc}")
+    if missing:
+        return JSONResponse(status_code=503, content={
+            "ready": False, "detail": "not ready: " + " | ".join(missing), "missing": missing,
+            "checks": checks})
+    return {"ready": True, "checks": checks}
+
+
+@app.get("/metrics")
+def prometheus_metrics() -> Response:
+    body, content_type = metrics.render()
+    return Response(content=body, media_type=content_type)
+
+
+@app.post("/predict", response_model=PredictResponse,
+          responses={404: {"description": "unknown pair"},
+                     422: {"description": "invalid body"},
+                     503: {"description": "no model registered or no features yet"}})
+def predict(req: PredictRequest):
+    services.ensure()
+    if services.config_error:
+        return _error(503, services.config_error)
+    settings = services.settings
+    if req.pair not in settings.pairs:
+        return _error(404, f"unknown pair {req.pair}: this API serves "
+                           f"{', '.join(settings.pairs)} (FX_PAIRS)")
+    try:
+        model = services.models.get()
+    except ModelUnavailable as exc:
+        return _error(503, str(exc), missing="model")
+    metrics.MODEL_VERSION.labels(model.name, model.alias).set(float(model.version))
+    try:
+        values, ts = services.features.latest(req.pair)
+    except FeaturesUnavailable as exc:
+        return _error(503, str(exc), missing="features")
+    p_up = model.predict_proba_up(values)
+    prediction = "up" if p_up >= 0.5 else "down"
+    metrics.PREDICTIONS.labels(req.pair, prediction).inc()
+    return PredictResponse(
+        pair=req.pair,
+        prediction=prediction,
+        probability=p_up if prediction == "up" else 1.0 - p_up,
+        probability_up=p_up,
+        model_name=model.name,
+        model_version=model.version,
+        model_alias=model.alias,
+        feature_timestamp=ts,
+        features={k: float(v) for k, v in values.items() if v is not None},
+    )
