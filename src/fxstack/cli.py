@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import FxError
 
@@ -24,12 +25,31 @@ def _cmd_specs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lock_export(args: argparse.Namespace) -> int:
+    from .lock.poetry_lock import PoetryLock, export_requirements
+    from .paths import repo_root
+
+    root = repo_root()
+    text = export_requirements(PoetryLock(root / "poetry.lock", root / "pyproject.toml"), args.groups)
+    if args.output:
+        from .build.store import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.output), text.encode())
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fxstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("specs", help="validate images/*.toml and list the images")
     p.add_argument("--json", action="store_true", help="print the resolved specs as JSON")
     p.set_defaults(func=_cmd_specs)
+    p = sub.add_parser("lock-export", help="print pip requirements with hashes for Poetry groups")
+    p.add_argument("groups", nargs="+", help="Poetry groups (`main` is the harness's own)")
+    p.add_argument("-o", "--output", help="write to this file (atomically)")
+    p.set_defaults(func=_cmd_lock_export)
     # Each part registers its own subcommands, so this file stays a table of contents.
     for module in ("fxstack.build.commands", "fxstack.stack.commands"):
         try:
