@@ -1,0 +1,249 @@
+# Every images/<name>.toml as a nix2container image.
+#
+# Layers, in order (each one skips what the layers before it already hold):
+#   1. system  the spec's packages.nixpkgs (+ the CUDA runtime for gpu images), the Python
+#              interpreter, /etc/passwd + /etc/group for the spec's user, /app, /data, /tmp,
+#              /usr/bin -> /bin and the Debian-named links of ./compat.nix;
+#   2. env     per Poetry group list of the base chain: fx-base's groups first (the shared
+#              data stack), then the image's own groups (the role's dependencies), each a
+#              poetry2nix environment with its bin/ linked into /bin;
+#   3. app     the spec's `app` entries copied to their `dest`.
+# nix2container's own last layer (per image) holds the image's workdir and volume directories.
+# A layer is a function of what goes into it only, so images that need the same content get
+# the same layer derivation (the three Airflow images share all four; fx-fastapi and
+# fx-airflow-worker share system + base env), and a code change rebuilds one app layer.
+{ pkgs          # nixpkgs for x86_64-linux
+, pkgsCuda      # the same nixpkgs with allowUnfree + cudaSupport: gpu images only
+, n2c           # nix2container.nix2container
+, pythonFor     # pkgs -> ./python.nix instance for that nixpkgs import
+, specs         # ./specs.nix result
+, src
+, lib
+}:
+let
+  inherit (builtins) attrNames concatMap concatStringsSep filter elem foldl' isString listToAttrs map match mapAttrs throw toString;
+
+  users = import ./users.nix;
+  compat = import ./compat.nix;
+  cuda = import ./cuda.nix;
+  all = specs.specs;
+
+  where = spec: "images/${spec.name}.toml";
+  pkgsFor = spec: if spec.gpu then pkgsCuda else pkgs;
+
+  isPythonAttr = n: match "python3[0-9]+" n != null;
+  getPkg = spec: name:
+    lib.getPath "${where spec}: packages.nixpkgs names `${name}`, which the pinned nixpkgs does not have" (pkgsFor spec) name;
+
+  # --- Python -------------------------------------------------------------------------
+  pythonAttr = spec:
+    lib.findFirst isPythonAttr
+      (throw "${where spec}: a Python image needs its interpreter (python311) in packages.nixpkgs")
+      spec.packages.nixpkgs;
+  interpreter = spec: getPkg spec (pythonAttr spec);
+
+  # Group lists of the base chain: [ fx-base's groups, this image's groups ].
+  groupChain = spec:
+    lib.unique ((if spec.base != null then groupChain all.${spec.base} else [ ]) ++ [ spec.groups ]);
+
+  # One environment per (nixpkgs import, interpreter, group list), evaluated once however many
+  # images use it.
+  pythonSpecs = filter (s: s.kind == "python") (builtins.attrValues all);
+  instKey = spec: (if spec.gpu then "gpu-" else "cpu-") + pythonAttr spec;
+  groupsKey = concatStringsSep "+";
+  envTable = listToAttrs (map
+    (k:
+      let
+        members = filter (s: instKey s == k) pythonSpecs;
+        first = builtins.head members;
+        python = pythonFor (pkgsFor first) (interpreter first);
+      in
+      {
+        name = k;
+        value = listToAttrs (map (g: { name = groupsKey g; value = python.env g; }) (lib.unique (concatMap groupChain members)));
+      })
+    (lib.unique (map instKey pythonSpecs)));
+  envFor = spec: groups: envTable.${instKey spec}.${groupsKey groups};
+
+  # --- layer 1: system ------------------------------------------------------------------
+  systemPackages = spec: map (getPkg spec) (filter (n: !(isPythonAttr n)) spec.packages.nixpkgs);
+  cudaPackages = spec: lib.optionals spec.gpu (map (getPkg spec) cuda.packages);
+
+  rootfs = spec:
+    let
+      p = pkgsFor spec;
+      uid = toString (users.uidOf spec);
+      home = users.homeOf spec;
+      isPython = spec.kind == "python";
+      links = concatMap
+        (name: map
+          (l: ''
+            mkdir -p "$(dirname "$out/${l.link}")"
+            ln -s ${getPkg spec name}/${l.target} "$out/${l.link}"
+          '')
+          (compat.${name} or [ ]))
+        spec.packages.nixpkgs;
+      userLines = lib.optionalString (spec.user != "root" && spec.user != "nobody") ''
+        echo '${spec.user}:x:${uid}:${uid}::${home}:/bin/sh' >> $out/etc/passwd
+        echo '${spec.user}:x:${uid}:' >> $out/etc/group
+      '';
+    in
+    p.runCommand "fx-rootfs-${spec.user}" { } (''
+      mkdir -p $out/etc $out/tmp $out/root $out/usr/local/bin
+      ln -s ../bin $out/usr/bin
+      echo 'root:x:0:0:root:/root:/bin/sh' > $out/etc/passwd
+      echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >> $out/etc/passwd
+      echo 'root:x:0:' > $out/etc/group
+      echo 'nobody:x:65534:' >> $out/etc/group
+      echo 'hosts: files dns' > $out/etc/nsswitch.conf
+    '' + userLines
+    + lib.optionalString (home != "/root" && home != "/nonexistent") ''
+      mkdir -p "$out${home}"
+    ''
+    + lib.optionalString isPython ''
+      mkdir -p $out/app $out/data
+    ''
+    + concatStringsSep "" links);
+
+  rootfsPerms = spec: fs:
+    let
+      uid = users.uidOf spec;
+      home = users.homeOf spec;
+      owned = lib.optional (spec.kind == "python") "/data"
+        ++ lib.optional (home != "/root" && home != "/nonexistent") home;
+      # Store paths are read-only (0555): the user's directories get 0755 and the user as owner.
+      own = dir: { path = fs; regex = "^${toString fs}${dir}(/.*)?$"; mode = "0755"; uid = uid; gid = uid; uname = spec.user; gname = spec.user; };
+    in
+    [{ path = fs; regex = "^${toString fs}/tmp$"; mode = "1777"; }] ++ map own (lib.unique owned);
+
+  systemLayer = spec:
+    let
+      p = pkgsFor spec;
+      fs = rootfs spec;
+    in
+    n2c.buildLayer {
+      deps = lib.optional (spec.kind == "python") (interpreter spec) ++ cudaPackages spec;
+      copyToRoot = [
+        (p.buildEnv {
+          name = "fx-system";
+          paths = systemPackages spec;
+          pathsToLink = [ "/bin" "/etc" "/share" ];
+        })
+        fs
+      ];
+      perms = rootfsPerms spec fs;
+      metadata = { created_by = "fxstack: system packages and users"; };
+    };
+
+  # --- layer 2: Python environments ---------------------------------------------------------
+  envLayer = spec: groups: below:
+    let env = envFor spec groups; in
+    n2c.buildLayer {
+      copyToRoot = [
+        ((pkgsFor spec).buildEnv {
+          name = "fx-env-bin";
+          paths = [ env ];
+          pathsToLink = [ "/bin" ];
+        })
+      ];
+      layers = below;
+      metadata = { created_by = "fxstack: poetry2nix environment for groups ${concatStringsSep ", " groups}"; };
+    };
+
+  # --- layer 3: app -------------------------------------------------------------------
+  noBytecode = path: type: !(elem (baseNameOf path) [ "__pycache__" ".pytest_cache" ]) && match ".*\\.py[co]" path == null;
+  appEntry = entry:
+    let
+      copy = builtins.path {
+        path = src + "/${entry.src}";
+        name = "fx-app-" + lib.safeName (baseNameOf entry.src);
+        filter = noBytecode;
+      };
+    in
+    ''
+      mkdir -p "$(dirname "$out${entry.dest}")"
+      cp -rT ${copy} "$out${entry.dest}"
+    '';
+  appLayer = spec: below:
+    n2c.buildLayer {
+      copyToRoot = [ ((pkgsFor spec).runCommand "fx-app" { } (concatStringsSep "" (map appEntry spec.app))) ];
+      layers = below;
+      metadata = { created_by = "fxstack: app code"; };
+    };
+
+  layersOf = spec:
+    let
+      system = [ (systemLayer spec) ];
+      withEnvs =
+        if spec.kind == "python" then foldl' (below: groups: below ++ [ (envLayer spec groups below) ]) system (groupChain spec)
+        else if spec.groups != [ ] then throw "${where spec}: a service image installs no Poetry groups"
+        else system;
+    in
+    withEnvs ++ lib.optional (spec.app != [ ]) (appLayer spec withEnvs);
+
+  # --- the image's own last layer: workdir and volumes, owned by the user ------------------
+  imageDirs = spec:
+    let
+      dirs = lib.unique (filter (d: !(elem d [ "/" "/app" "/tmp" ])) ([ spec.workdir ] ++ spec.volumes));
+      fs = (pkgsFor spec).runCommand "fx-dirs" { } (concatStringsSep "" (map (d: "mkdir -p \"$out${d}\"\n") dirs));
+      uid = users.uidOf spec;
+    in
+    if dirs == [ ] then { copyToRoot = null; perms = [ ]; }
+    else {
+      copyToRoot = [ fs ];
+      perms = map (d: { path = fs; regex = "^${toString fs}${d}(/.*)?$"; mode = "0755"; inherit uid; gid = uid; uname = spec.user; gname = spec.user; }) (filter (d: spec.user != "root") dirs);
+    };
+
+  # --- config -------------------------------------------------------------------------------
+  extraEnv = spec:
+    {
+      PATH = "/usr/local/bin:/usr/bin:/bin";
+    }
+    // lib.optionalAttrs (elem "cacert" spec.packages.nixpkgs) {
+      SSL_CERT_FILE = "/etc/ssl/certs/ca-bundle.crt";
+    }
+    // lib.optionalAttrs spec.gpu (cuda.env // {
+      LD_LIBRARY_PATH = concatStringsSep ":" (cuda.driverLibraryPath ++ map (d: "${d}/lib") (cudaPackages spec));
+    });
+  # The spec's env wins over what the flake adds.
+  envOf = spec: extraEnv spec // spec.env;
+
+  configOf = spec: {
+    User = spec.user;
+    WorkingDir = spec.workdir;
+    Entrypoint = spec.entrypoint;
+    Cmd = spec.cmd;
+    Env = lib.mapToList (k: v: "${k}=${v}") (envOf spec);
+    ExposedPorts = listToAttrs (map (port: { name = "${toString port}/tcp"; value = { }; }) spec.ports);
+    Volumes = listToAttrs (map (v: { name = v; value = { }; }) spec.volumes);
+    Labels = { "org.opencontainers.image.description" = spec.description; } // spec.labels;
+  };
+
+  imageOf = spec:
+    let dirs = imageDirs spec; in
+    n2c.buildImage {
+      inherit (spec) name;
+      config = configOf spec;
+      layers = layersOf spec;
+      inherit (dirs) copyToRoot perms;
+      created = "1970-01-01T00:00:01Z";
+      meta = { inherit (spec) description; };
+    };
+
+  images = mapAttrs (_: imageOf) all;
+
+in
+{
+  inherit images envOf configOf layersOf;
+
+  # What the stack apps need to load an image into Docker and tell Compose about it.
+  manifest = mapAttrs
+    (name: spec: {
+      inherit name;
+      inherit (spec) kind deploy gpu portable portable_reason;
+      ref = "${images.${name}.imageName}:${images.${name}.imageTag}";
+      envVar = builtins.replaceStrings [ "-" "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ] [ "_" "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ] name + "_IMAGE";
+      copyToDockerDaemon = "${images.${name}.copyToDockerDaemon}/bin/copy-to-docker-daemon";
+    })
+    all;
+}

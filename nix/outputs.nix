@@ -1,0 +1,112 @@
+# The flake's outputs, for x86_64-linux (the images are Linux/amd64; CUDA wheels are x86_64).
+{ nixpkgs, nix2container, poetry2nix, src }:
+let
+  system = "x86_64-linux";
+  lib = import ./lib.nix;
+  inherit (builtins) attrNames concatStringsSep mapAttrs toJSON substring throw;
+
+  pkgs = import nixpkgs { inherit system; };
+  # Unfree (CUDA EULA) and CUDA support only for images with `gpu = true` (fx-fingpt).
+  pkgsCuda = import nixpkgs {
+    inherit system;
+    config = { allowUnfree = true; cudaSupport = true; };
+  };
+
+  n2c = (import nix2container { inherit pkgs system; }).nix2container;
+
+  pythonFor = p: python: import ./python.nix {
+    poetry2nix = import poetry2nix { pkgs = p; };
+    inherit python src lib;
+  };
+
+  specs = import ./specs.nix { root = src; };
+
+  built = import ./images.nix {
+    inherit pkgs pkgsCuda n2c pythonFor specs src lib;
+  };
+
+  # The harness's own dependencies (the Poetry main group), and with the dev group for the tests.
+  harnessPython = pythonFor pkgs pkgs.python311;
+  harnessEnv = harnessPython.env [ "main" ];
+  testEnv = harnessPython.env [ "main" "dev" ];
+
+  stack = import ./stack.nix {
+    inherit pkgs src lib harnessEnv;
+    inherit (built) images manifest;
+  };
+
+  poetry =
+    if substring 0 4 pkgs.poetry.version == "1.8."
+    then pkgs.poetry
+    else throw "the pinned nixpkgs has Poetry ${pkgs.poetry.version}; poetry2nix and poetry.lock need Poetry 1.8";
+
+  testSrc = builtins.path {
+    path = src;
+    name = "fxstack-test-src";
+    filter = path: type: !(builtins.elem (baseNameOf path) [ ".git" ".venv" ".fxstack" "__pycache__" ".pytest_cache" "result" ]);
+  };
+
+  checks = {
+    # pytest's unit tier (no Docker, no network), including tests/nix against the stand-ins.
+    unit-tests = pkgs.runCommand "fxstack-unit-tests"
+      { nativeBuildInputs = [ testEnv pkgs.nix ]; }
+      ''
+        cp -r ${testSrc} repo
+        chmod -R u+w repo
+        cd repo
+        export HOME=$TMPDIR NIX_STATE_DIR=$TMPDIR/nix-state NIX_CONF_DIR=$TMPDIR/nix-conf
+        mkdir -p $NIX_CONF_DIR
+        PYTHONPATH=$PWD/src python -m pytest -m unit -q -p no:cacheprovider tests
+        touch $out
+      '';
+
+    # nix/specs.nix and the Python loader read every spec to the same values.
+    specs-match = pkgs.runCommand "fxstack-specs-match"
+      { nativeBuildInputs = [ harnessEnv ]; nixSpecs = pkgs.writeText "nix-specs.json" (toJSON specs.specs); }
+      ''
+        cd ${testSrc}
+        PYTHONPATH=${testSrc}/src FXSTACK_ROOT=${testSrc} python - <<'PY'
+        import json, os, sys
+        from fxstack.specs import load_specs, specs_json
+        from pathlib import Path
+        py = specs_json(load_specs(Path(os.environ["FXSTACK_ROOT"])))
+        nix = json.load(open(os.environ["nixSpecs"]))
+        if py != nix:
+            sys.exit("nix/specs.nix and src/fxstack/specs.py disagree:\n" + "\n".join(
+                f"  {n}: {k}" for n in sorted(set(py) | set(nix)) for k in sorted(set(py.get(n, {})) | set(nix.get(n, {})))
+                if py.get(n, {}).get(k) != nix.get(n, {}).get(k)))
+        PY
+        touch $out
+      '';
+
+    # Every image evaluated (instantiated, not built): the check depends on each image's .drv only.
+    images-evaluated = pkgs.writeText "fxstack-images-evaluated"
+      (concatStringsSep "\n" (map
+        (n: "${n} ${builtins.unsafeDiscardOutputDependency built.images.${n}.drvPath}")
+        (attrNames built.images)));
+  };
+in
+{
+  packages.${system} = built.images;
+
+  legacyPackages.${system} = {
+    inherit harnessEnv testEnv;
+    image-manifest = stack.manifestFile;
+    image-loaders = stack.loaders;
+    stack-scripts = stack.scripts;
+  };
+
+  apps.${system} = stack.apps;
+
+  checks.${system} = checks;
+
+  devShells.${system}.default = pkgs.mkShell {
+    packages = [ pkgs.python311 poetry pkgs.docker-compose pkgs.skopeo pkgs.nixfmt-rfc-style ];
+    shellHook = ''
+      export PYTHONPATH=$PWD/src''${PYTHONPATH:+:$PYTHONPATH}
+      echo "fxstack dev shell: python3.11, poetry ${poetry.version}, docker-compose, skopeo"
+    '';
+  };
+
+  formatter.${system} = pkgs.nixfmt-rfc-style;
+}

@@ -1,0 +1,33 @@
+# Python environments from pyproject.toml + poetry.lock with poetry2nix, one per list of
+# Poetry groups (an image role). Every environment of one nixpkgs import shares the same
+# package set, so what two roles have in common is the same store paths: the role's layer
+# then holds only what its base layer does not.
+{ poetry2nix        # the poetry2nix library, imported with the nixpkgs import it builds for
+, python            # the interpreter (nixpkgs python311)
+, src               # the repository
+, lib
+}:
+let
+  # poetry2nix reads both files at evaluation time; projectDir is a copy that holds only them,
+  # so no change to the code ever touches an environment.
+  projectDir = builtins.path {
+    path = src;
+    name = "fxstack-poetry-project";
+    filter = path: type: builtins.elem (baseNameOf path) [ "pyproject.toml" "poetry.lock" ]
+      && builtins.dirOf path == toString src;
+  };
+in
+{
+  # groups: the spec's `groups` (base image's groups first). checkGroups = [ ]: poetry2nix
+  # otherwise adds the `dev` group's packages (pytest) to every environment.
+  env = groups: poetry2nix.mkPoetryEnv {
+    inherit projectDir python groups;
+    pyproject = src + "/pyproject.toml";
+    poetrylock = src + "/poetry.lock";
+    preferWheels = true;
+    checkGroups = [ ];
+    overrides = poetry2nix.defaultPoetryOverrides.extend (import ./poetry-overrides.nix);
+  };
+
+  key = groups: builtins.concatStringsSep "+" groups;
+}

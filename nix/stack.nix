@@ -1,0 +1,98 @@
+# The stack apps: the Python harness (`fxstack up|down|test`, src/fxstack) with the images'
+# nix2container copy scripts (copyToDockerDaemon) available.
+#
+# Each app exports, for the harness:
+#   FXSTACK_ROOT         the checkout when run from one (images/, compose/, pyproject.toml in $PWD),
+#                        else the flake's copy of them (state then goes to $XDG_STATE_HOME/fxstack)
+#   FXSTACK_IMAGES_FROM  "nix": images come from this flake, not from the portable builder
+#   FXSTACK_NIX_IMAGES   a JSON file: per image its ref, Compose env var, deploy/gpu/portable flags
+#                        and the path of its copyToDockerDaemon script
+#   PATH                 + fx-load-<image> (each image's copyToDockerDaemon) and fx-load-images
+# stack-up first runs fx-load-images: every deployed image (gpu ones only with FXSTACK_GPU=1, from
+# stack-up-gpu) is copied into Docker (skopeo copies only the layers Docker does not have) and
+# $state/images.env gets FX_FASTAPI_IMAGE=fx-fastapi:<tag>... as docs/contracts.md says.
+{ pkgs, images, manifest, harnessEnv, src, lib }:
+let
+  inherit (builtins) attrNames concatStringsSep filter toJSON elem head split length;
+
+  root = toString src;
+  keepTop = [ "src" "images" "compose" "pyproject.toml" "poetry.lock" ];
+  harnessSrc = builtins.path {
+    path = src;
+    name = "fxstack-harness-src";
+    filter = path: type:
+      let
+        rel = builtins.substring (builtins.stringLength root + 1) (-1) (toString path);
+        top = head (builtins.filter builtins.isString (split "/" rel));
+      in
+      elem top keepTop && !(elem (baseNameOf path) [ "__pycache__" ".pytest_cache" ".fxstack" ])
+      && builtins.match ".*\\.py[co]" path == null;
+  };
+
+  manifestFile = pkgs.writeText "fxstack-nix-images.json" (toJSON manifest);
+
+  loadable = gpu: filter (n: manifest.${n}.deploy && (gpu || !manifest.${n}.gpu)) (attrNames manifest);
+
+  loaders = gpu: pkgs.writeShellApplication {
+    name = "fx-load-images";
+    text = ''
+      state="''${FXSTACK_STATE:-''${FXSTACK_ROOT:?FXSTACK_ROOT is not set}/.fxstack}"
+      mkdir -p "$state"
+      tmp="$state/images.env.tmp"
+      : > "$tmp"
+    '' + concatStringsSep "" (map
+      (n: with manifest.${n}; ''
+        echo "fx-load-images: ${name} -> ${ref}"
+        ${copyToDockerDaemon}
+        echo '${envVar}=${ref}' >> "$tmp"
+      '')
+      (loadable gpu)) + ''
+      mv "$tmp" "$state/images.env"
+      echo "fx-load-images: wrote $state/images.env"
+    '';
+  };
+
+  perImage = gpu: pkgs.runCommand "fxstack-nix-image-loaders" { } (''
+    mkdir -p $out/bin
+  '' + concatStringsSep "" (map (n: "ln -s ${manifest.${n}.copyToDockerDaemon} $out/bin/fx-load-${n}\n") (loadable gpu)));
+
+  app = { name, command, load ? false, gpu ? false }:
+    let
+      script = pkgs.writeShellApplication {
+        inherit name;
+        runtimeInputs = [ (loaders gpu) (perImage gpu) ];
+        text = ''
+          if [ -z "''${FXSTACK_ROOT:-}" ]; then
+            if [ -d images ] && [ -d compose ] && [ -f pyproject.toml ]; then
+              FXSTACK_ROOT="$PWD"
+            else
+              FXSTACK_ROOT=${harnessSrc}
+              FXSTACK_STATE="''${FXSTACK_STATE:-''${XDG_STATE_HOME:-$HOME/.local/state}/fxstack}"
+              export FXSTACK_STATE
+            fi
+          fi
+          export FXSTACK_ROOT
+          export FXSTACK_IMAGES_FROM=nix
+          export FXSTACK_NIX_IMAGES=${manifestFile}
+          ${lib.optionalString gpu "export FXSTACK_GPU=1"}
+          export PYTHONPATH=${harnessSrc}/src''${PYTHONPATH:+:$PYTHONPATH}
+          ${lib.optionalString load "fx-load-images"}
+          exec ${harnessEnv}/bin/python -m fxstack.cli ${command} "$@"
+        '';
+      };
+    in
+    { type = "app"; program = "${script}/bin/${name}"; drv = script; };
+
+  apps = {
+    stack-up = app { name = "stack-up"; command = "up"; load = true; };
+    stack-up-gpu = app { name = "stack-up-gpu"; command = "up"; load = true; gpu = true; };
+    stack-down = app { name = "stack-down"; command = "down"; };
+    stack-test = app { name = "stack-test"; command = "test"; };
+  };
+in
+{
+  inherit harnessSrc manifestFile;
+  loaders = loaders false;
+  apps = builtins.mapAttrs (_: a: { inherit (a) type program; }) apps;
+  scripts = builtins.mapAttrs (_: a: a.drv) apps;
+}

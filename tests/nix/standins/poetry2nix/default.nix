@@ -1,0 +1,132 @@
+# Stand-in for poetry2nix's default.nix at the revision in flake.lock
+# (nix-community/poetry2nix ce2369db77f45688172384bbeb962bc6c2ea6f94): same entry point
+# (`import poetry2nix { inherit pkgs; }`), mkPoetryEnv / mkPoetryPackages with exactly the real
+# argument sets, defaultPoetryOverrides with `extend` / `overrideOverlay`, and `overrides.withDefaults`.
+#
+# Stricter than the real code where the real one silently ignores a mistake:
+#  - every name in `groups` / `checkGroups` must be "main" or a group of the pyproject
+#    (the real code looks groups up with `or { }`, so a typo installs nothing);
+#  - override overlays are evaluated against fake packages, and what each override returns
+#    is recorded (tests check every overridden package is in poetry.lock).
+{ pkgs ? throw "stand-in poetry2nix: pass `pkgs`"
+, lib ? null
+}:
+let
+  inherit (builtins) attrNames elem filter throw isList isAttrs isFunction isPath readFile fromTOML concatStringsSep typeOf listToAttrs;
+  r = import ../record.nix;
+
+  instance = { config = pkgs.config or { }; };
+
+  groupsOf = pyproject:
+    if !(isPath pyproject) then throw "stand-in poetry2nix: pass `pyproject` as a path so the stand-in can read its groups (got ${typeOf pyproject})"
+    else [ "main" ] ++ attrNames ((fromTOML (readFile pyproject)).tool.poetry.group or { });
+
+  checkGroups' = what: pyproject: groups:
+    let known = groupsOf pyproject; bad = filter (g: !(elem g known)) groups;
+    in if bad == [ ] then groups
+    else throw "stand-in poetry2nix ${what}: unknown Poetry group(s) ${concatStringsSep ", " bad}; the pyproject has ${concatStringsSep ", " known}";
+
+  # --- overrides: a list of overlays, or a functor set like the real defaultPoetryOverrides --
+  composeExtensions = f: g: final: prev:
+    let fp = f final prev; in fp // g final (prev // fp);
+
+  mkDefaultPoetryOverrides = { overlays }: {
+    __functor = _: final: prev: { };
+    standinOverlays = overlays;
+    extend = overlay: mkDefaultPoetryOverrides { overlays = overlays ++ [ overlay ]; };
+    overrideOverlay = fn: mkDefaultPoetryOverrides { overlays = overlays ++ [ fn ]; };
+  };
+  defaultPoetryOverrides = mkDefaultPoetryOverrides { overlays = [ ]; };
+
+  fakePythonPackage = python: name: {
+    pname = name;
+    overridePythonAttrs = f:
+      let
+        old = { inherit name; pname = name; version = "0"; src = { isWheel = true; }; postFixup = ""; preBuild = ""; buildInputs = [ ]; nativeBuildInputs = [ ]; propagatedBuildInputs = [ ]; };
+        new = if isFunction f then f old else f;
+      in
+      if !(isAttrs new) then throw "stand-in poetry2nix: the override of ${name} must return an attrset"
+      else { standinOverride = { package = name; sets = attrNames new; values = r.sanitize new; }; };
+    overrideAttrs = throw "stand-in poetry2nix: use overridePythonAttrs for ${name}";
+  };
+
+  # Evaluate one overlay: which packages it overrides and with what.
+  runOverlay = python: overlay:
+    let
+      names = attrNames (overlay fakeFinal { });
+      prev = listToAttrs (map (n: { name = n; value = fakePythonPackage python n; }) names);
+      fakeFinal = { inherit python; } // prev;
+      result = overlay fakeFinal prev;
+    in
+    map (n: result.${n}.standinOverride or (throw "stand-in poetry2nix: override ${n} did not call overridePythonAttrs")) names;
+
+  overrideSummary = python: overrides:
+    let
+      list = if isList overrides then overrides else [ overrides ];
+      one = o:
+        if isAttrs o && o ? standinOverlays then
+          [{ defaults = true; overridden = builtins.concatLists (map (runOverlay python) o.standinOverlays); }]
+        else if isFunction o then
+          [{ defaults = false; overridden = runOverlay python o; }]
+        else throw "stand-in poetry2nix: overrides must be overlays or defaultPoetryOverrides";
+    in
+    builtins.concatLists (map one list);
+
+  common = what:
+    { projectDir, pyproject, poetrylock, overrides, python, preferWheels, groups, checkGroups, extras, ... }@args:
+    let
+      summary = args // {
+        groups = checkGroups' what pyproject groups;
+        checkGroups = checkGroups' what pyproject checkGroups;
+        overrides = overrideSummary python overrides;
+      };
+    in
+    r.mkDrv {
+      fn = "poetry2nix.${what}";
+      name = "python3-${python.version}-env";
+      args = summary;
+      inherit instance;
+      hashArgs = summary // { inherit instance; };
+      extra = { inherit python; };
+    };
+in
+{
+  mkPoetryEnv =
+    { projectDir ? null
+    , pyproject ? projectDir + "/pyproject.toml"
+    , poetrylock ? projectDir + "/poetry.lock"
+    , overrides ? defaultPoetryOverrides
+    , pwd ? projectDir
+    , python ? pkgs.python3
+    , preferWheels ? false
+    , editablePackageSources ? { }
+    , extraPackages ? _ps: [ ]
+    , groups ? [ "main" "dev" ]
+    , checkGroups ? [ "dev" ]
+    , extras ? [ "*" ]
+    }@args:
+    common "mkPoetryEnv" (args // { inherit projectDir pyproject poetrylock overrides python preferWheels groups checkGroups extras; });
+
+  mkPoetryPackages =
+    { projectDir ? null
+    , pyproject ? projectDir + "/pyproject.toml"
+    , poetrylock ? projectDir + "/poetry.lock"
+    , poetrylockPos ? { file = toString poetrylock; line = 0; column = 0; }
+    , overrides ? defaultPoetryOverrides
+    , python ? pkgs.python3
+    , pwd ? projectDir
+    , preferWheels ? false
+    , editablePackageSources ? { }
+    , pyProject ? null
+    , groups ? [ "main" ]
+    , checkGroups ? [ "dev" ]
+    , extras ? [ "*" ]
+    }@args:
+    common "mkPoetryPackages" (args // { inherit projectDir pyproject poetrylock overrides python preferWheels groups checkGroups extras; });
+
+  inherit defaultPoetryOverrides mkDefaultPoetryOverrides;
+  overrides = {
+    withoutDefaults = overlay: [ overlay ];
+    withDefaults = overlay: [ overlay defaultPoetryOverrides ];
+  };
+}
