@@ -60,11 +60,12 @@ class Builder:
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
     update_debian_lock: bool = False
     compile_bytecode: bool = True
+    cache: Path | None = None
 
     def __post_init__(self) -> None:
         self.specs = load_specs(self.root)
         self.lock = PoetryLock(self.root / "poetry.lock", self.root / "pyproject.toml")
-        cache = cache_dir() if "FXSTACK_CACHE" in os.environ else self.state / "cache"
+        cache = self.cache or (cache_dir() if "FXSTACK_CACHE" in os.environ else self.state / "cache")
         self.store = BlobStore(self.state / "oci")
         self.dists = DistCache(cache / "dist")
         self.sdist_wheels = cache / "sdist-wheels"

@@ -16,7 +16,7 @@ INTERPRETER = "/usr/bin/python3.11"
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 MAX_LAYERS = 60
 # Bump when the way a layer is made changes, so old cache entries are not reused.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 
 
 def created() -> str:

@@ -33,6 +33,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -83,6 +84,7 @@ class BlobStore:
         """Stream a blob in; on success it is renamed to its digest. Yields the writer,
         whose `.digest`/`.size` are set after the block exits."""
         fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".incoming.", suffix=".tmp")
+        os.fchmod(fd, 0o644)
         try:
             with os.fdopen(fd, "wb") as raw:
                 w = _HashingWriter(raw)

@@ -94,6 +94,7 @@ def build_pure_wheel(sdist: Path, f: LockedFile, out_root: Path, log: Callable[[
         if found:
             return found[0]
     log(f"building wheel from sdist {f.filename} (pure Python)")
+    out_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".sdist-", dir=out_root) as tmp:
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
                                "--wheel-dir", str(Path(tmp) / "out"), str(sdist)],
@@ -139,15 +140,32 @@ def install_tree(wheel: Path, key: str, trees_root: Path, *, compile_bytecode: b
                                            bytecode_optimization_levels=())
         with WheelFile.open(wheel) as source:
             install(source, dest, {"INSTALLER": b"fxstack\n"})
+        _prune_tests(site)
         if compile_bytecode:
             _compile(site)
         os.replace(root, final)
     return final
 
 
+def _prune_tests(site: Path) -> None:
+    """Drop packages' own test suites (`<pkg>/**/tests/`): never imported at run time, and
+    a quarter of the bytes of the scientific stack. Their RECORD lines stay; nothing in an
+    image uninstalls packages."""
+    if not site.is_dir():
+        return
+    for top in site.iterdir():
+        if not top.is_dir() or top.name.endswith((".dist-info", ".data")):
+            continue
+        for tests in sorted(top.rglob("tests"), reverse=True):
+            if tests.is_dir() and not tests.is_symlink():
+                shutil.rmtree(tests)
+
+
 def _compile(site: Path) -> None:
     import py_compile
+    import warnings
 
+    warnings.filterwarnings("ignore", category=SyntaxWarning)
     for path in sorted(site.rglob("*.py")):
         rel = path.relative_to(site)
         try:

@@ -54,7 +54,7 @@ def register(sub) -> None:
     p.set_defaults(func=_up)
 
     p = sub.add_parser("down", help="stop and remove the stack's containers (data volumes are kept)")
-    p.add_argument("--volumes", action="store_true", help="also remove the named volumes: wipes all data")
+    p.add_argument("-v", "--volumes", action="store_true", help="also remove the named volumes: wipes all data")
     p.set_defaults(func=_down)
 
     p = sub.add_parser("status", help="each service: state, health, published URL")

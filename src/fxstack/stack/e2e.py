@@ -223,7 +223,8 @@ class E2EResult:
     targets_up: list[str] = field(default_factory=list)
 
 
-def run(out: TextIO = sys.stdout, dag_timeout: float = 900) -> E2EResult:
+def run(out: TextIO | None = None, dag_timeout: float = 900) -> E2EResult:
+    out = out or sys.stdout
     ep = endpoints()
     print(f"Airflow {ep.airflow}  MLflow {ep.mlflow}  API {ep.api}  Prometheus {ep.prometheus}", file=out)
     wait_for_dag(ep)

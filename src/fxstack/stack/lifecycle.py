@@ -214,7 +214,8 @@ def oneshot_services(config: dict) -> set[str]:
 
 
 def up(*, gpu: bool = False, grafana: bool = False, build: bool = True, timeout: float = 900,
-       out: TextIO = sys.stdout) -> WaitResult:
+       out: TextIO | None = None) -> WaitResult:
+    out = out or sys.stdout
     stack = Stack(gpu=gpu, grafana=grafana)
     dc = ds.client()
     find_compose()
@@ -274,7 +275,8 @@ def service_url(st: ds.ServiceState | None, path: str = "/") -> str | None:
     return None
 
 
-def down(*, volumes: bool = False, out: TextIO = sys.stdout) -> None:
+def down(*, volumes: bool = False, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     ds.client()
     # Both profiles and the GPU file when it can be interpolated, so nothing of ours is left behind;
     # --remove-orphans catches the rest (e.g. fingpt when the GPU image ref is gone).
@@ -287,7 +289,8 @@ def down(*, volumes: bool = False, out: TextIO = sys.stdout) -> None:
           file=out)
 
 
-def status(*, out: TextIO = sys.stdout) -> list[dict]:
+def status(*, out: TextIO | None = None) -> list[dict]:
+    out = out or sys.stdout
     dc = ds.client()
     states = ds.service_states(dc)
     rows = []

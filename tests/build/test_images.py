@@ -1,0 +1,197 @@
+"""The built images, loaded into the real dockerd and run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from fxstack.build.builder import Builder
+from fxstack.errors import FxError
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+IMPORTS = {
+    "fx-base": "pandas, numpy, sklearn, pydantic, yaml, dotenv, requests",
+    "fx-airflow-scheduler": "airflow, airflow.providers.postgres, airflow.providers.redis, "
+                            "airflow.providers.celery, celery, feast, mlflow, xgboost, prometheus_client",
+    "fx-airflow-webserver": "airflow, flask_appbuilder, airflow.providers.celery",
+    "fx-airflow-worker": "airflow, celery, feast, mlflow, xgboost, fxservices.pipeline",
+    "fx-fastapi": "fastapi, uvicorn, gunicorn, feast, mlflow, redis, xgboost, prometheus_client, "
+                  "fxservices.inference",
+    "fx-mlflow": "mlflow.server, psycopg2, boto3, prometheus_flask_exporter",
+}
+
+
+def run(client, ref, command, **kw):
+    out = client.containers.run(ref, command, remove=True, stdout=True, stderr=True, **kw)
+    return out.decode()
+
+
+@pytest.mark.parametrize("name", sorted(IMPORTS))
+def test_python_image_imports_as_uid_1000(cpu_images, docker_client, name):
+    _, images = cpu_images
+    code = f"import os, {IMPORTS[name]}; print('uid', os.getuid(), os.getgid())"
+    out = run(docker_client, images[name].ref, ["python3", "-c", code])
+    assert out.strip().endswith("uid 1000 1000"), out
+
+
+@pytest.mark.parametrize("name", sorted(IMPORTS))
+def test_python_image_has_tini_and_no_compilers(cpu_images, docker_client, name):
+    _, images = cpu_images
+    out = run(docker_client, images[name].ref, ["sh", "-c",
+              "tr '\\0' ' ' </proc/1/cmdline; echo; for t in gcc cc g++ curl wget; do"
+              " command -v $t || true; done; stat -c '%U %a' /data /app"])
+    first, *rest = out.strip().splitlines()
+    assert first.startswith("/usr/bin/tini --")
+    assert rest == ["fxuser 755", "root 755"], rest
+
+
+def test_airflow_images_share_every_layer(cpu_images):
+    builder, images = cpu_images
+    layers = {n: [l.digest for l in images[n].layers] for n in
+              ("fx-airflow-scheduler", "fx-airflow-webserver", "fx-airflow-worker")}
+    assert len({tuple(v) for v in layers.values()}) == 1
+    cmds = {json.loads(builder.store.path(json.loads(builder.store.path(images[n].manifest_digest)
+            .read_bytes())["config"]["digest"]).read_bytes())["config"]["Cmd"][1] for n in layers}
+    assert cmds == {"scheduler", "webserver", "celery"}
+
+
+def test_python_images_share_rootfs_and_base_layers(cpu_images):
+    _, images = cpu_images
+    api, worker, base = (images[n].layers for n in ("fx-fastapi", "fx-airflow-worker", "fx-base"))
+    assert api[0].digest == worker[0].digest == base[0].digest      # one Debian root filesystem
+    shared = {l.digest for l in api} & {l.digest for l in worker}
+    assert len(shared) >= 3                                          # rootfs + shared package layers
+
+
+def test_noop_rebuild_reuses_every_layer(cpu_images):
+    builder, images = cpu_images
+    again = {im.name: im for im in Builder(log=lambda m: None).build()}
+    for name, im in images.items():
+        assert again[name].manifest_digest == im.manifest_digest
+        python_layers = len(im.layers) - 2 if im.name.startswith("fx-") else 0
+        assert again[name].cached_layers == max(python_layers, 0)
+
+
+def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
+    builder, images = cpu_images
+    copy = tmp_path / "repo"
+    for part in ("images", "src", "pyproject.toml", "poetry.lock"):
+        src = ROOT / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, copy / part)
+    app = copy / "src/fxservices/inference/app.py"
+    app.write_text(app.read_text() + "\n# a one-line change\n")
+    changed = Builder(root=copy, state=tmp_path / "state", cache=builder.store.root.parent / "cache",
+                      log=lambda m: None).build(["fx-fastapi"])[0]
+    before = [l.digest for l in images["fx-fastapi"].layers]
+    after = [l.digest for l in changed.layers]
+    assert before[:-1] == after[:-1] and before[-1] != after[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=60, ok=lambda r: r.status_code == 200):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            r = requests.get(url, timeout=2)
+            if ok(r):
+                return r
+            last = r.status_code
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not ready: {last}")
+
+
+@pytest.fixture
+def network(docker_client):
+    net = docker_client.networks.create(f"fxtest-{int(time.time() * 1000)}")
+    yield net
+    net.remove()
+
+
+def start(client, ref, network=None, **kw):
+    c = client.containers.run(ref, detach=True, network=network.name if network else None, **kw)
+    return c
+
+
+def test_postgres_initialises_two_databases(cpu_images, docker_client):
+    _, images = cpu_images
+    env = {"POSTGRES_PASSWORD": "pw-super", "AIRFLOW_DB_PASSWORD": "pw-air", "MLFLOW_DB_PASSWORD": "pw-ml"}
+    c = start(docker_client, images["postgres"].ref, environment=env)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            code, out = c.exec_run(["pg_isready", "-h", "127.0.0.1", "-U", "postgres"])
+            if code == 0:
+                break
+            time.sleep(1)
+        assert code == 0, c.logs().decode()[-2000:]
+        for role, pw in (("airflow", "pw-air"), ("mlflow", "pw-ml")):
+            code, out = c.exec_run(["psql", "-h", "127.0.0.1", "-U", role, "-d", role, "-tAc",
+                                    "select current_user, current_database()"],
+                                   environment={"PGPASSWORD": pw})
+            assert code == 0 and out.decode().strip() == f"{role}|{role}", out
+    finally:
+        c.remove(force=True)
+
+
+def test_redis_answers_ping_and_exporter_reports_it(cpu_images, docker_client, network):
+    _, images = cpu_images
+    redis = start(docker_client, images["redis"].ref, network, name=f"{network.name}-redis")
+    port = free_port()
+    exporter = start(docker_client, images["redis-exporter"].ref, network,
+                     environment={"REDIS_ADDR": f"redis://{network.name}-redis:6379"},
+                     ports={"9121/tcp": ("127.0.0.1", port)})
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            code, out = redis.exec_run(["redis-cli", "ping"])
+            if out.strip() == b"PONG":
+                break
+            time.sleep(0.5)
+        assert out.strip() == b"PONG"
+        r = wait_http(f"http://127.0.0.1:{port}/metrics", ok=lambda r: "redis_up 1" in r.text)
+        assert "redis_up 1" in r.text
+    finally:
+        exporter.remove(force=True)
+        redis.remove(force=True)
+
+
+def test_prometheus_ready(cpu_images, docker_client, tmp_path):
+    _, images = cpu_images
+    port = free_port()
+    c = start(docker_client, images["prometheus"].ref, ports={"9090/tcp": ("127.0.0.1", port)})
+    try:
+        r = wait_http(f"http://127.0.0.1:{port}/-/ready")
+        assert "Ready" in r.text
+    finally:
+        c.remove(force=True)
+
+
+def test_hash_mismatch_stops_and_caches_nothing(tmp_path):
+    from fxstack.build.wheels import DistCache
+    from fxstack.lock.poetry_lock import PoetryLock
+
+    lock = PoetryLock(ROOT / "poetry.lock", ROOT / "pyproject.toml")
+    six = next(f for f in lock.files_for(["base"]) if f.name == "six")
+    forged = type(six)(six.name, six.version, six.filename, "0" * 64)
+    cache = DistCache(tmp_path / "dist")
+    with pytest.raises(FxError) as err:
+        cache.fetch([forged], lambda m: None, ROOT / "poetry.lock")
+    assert "poetry.lock" in str(err.value) and "six" in str(err.value)
+    assert not cache.has(forged) and not cache.has(six)
+    assert [p.name for p in (tmp_path / "dist").iterdir()] == []
