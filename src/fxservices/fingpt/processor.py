@@ -158,7 +158,10 @@ class SentimentProcessor:
                 enc = {k: v.to(self.model.device if hasattr(self.model, "device")
                                else self.device) for k, v in enc.items()
                        if k in ("input_ids", "attention_mask")}
-                logits = self.model(**enc).logits[:, -1, :].float().cpu()
+                # left padding: positions count from each text's first real token, as
+                # generate() does, so a text scores the same alone or in a batch
+                pos = (enc["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(**enc, position_ids=pos).logits[:, -1, :].float().cpu()
                 probs = torch.softmax(logits[:, label_ids], dim=-1)
                 best = probs.argmax(dim=-1)
                 for row, idx in zip(probs, best):

@@ -99,6 +99,12 @@ class Services:
 
 services = Services()
 
+
+def reset_services() -> None:
+    """Forget the settings/model/store built from the environment (tests change it)."""
+    global services
+    services = Services()
+
 app = FastAPI(title="FX inference API", version="1.0.0",
               description="Direction of the next hourly candle of a currency pair, from the "
                           "Feast online features and the MLflow-registered XGBoost model.")

@@ -4,7 +4,7 @@ Reads (docs/contracts.md):
   MLFLOW_BACKEND_STORE_URI      required, e.g. postgresql://mlflow:<pw>@postgres:5432/mlflow
   MLFLOW_ARTIFACTS_DESTINATION  default /data/mlflow-artifacts (served by the server)
   MLFLOW_WORKERS                gunicorn workers, default 2
-  MLFLOW_PORT                   default 5000
+  MLFLOW_HOST, MLFLOW_PORT      default 0.0.0.0 and 5000
   MLFLOW_PROMETHEUS_DIR         default /tmp/mlflow-prometheus (with prometheus-flask-exporter)
 and execs `mlflow server` so that it replaces this process.
 """
@@ -26,6 +26,7 @@ def build_command() -> list[str]:
              "postgresql://mlflow:<password>@postgres:5432/mlflow")
     artifacts = env_str("MLFLOW_ARTIFACTS_DESTINATION", "/data/mlflow-artifacts")
     workers = env_int("MLFLOW_WORKERS", 2, minimum=1, maximum=32)
+    host = env_str("MLFLOW_HOST", "0.0.0.0")
     port = env_int("MLFLOW_PORT", 5000, minimum=1, maximum=65535)
     prom_dir = env_str("MLFLOW_PROMETHEUS_DIR", "/tmp/mlflow-prometheus")
     # next to this interpreter first (a venv), then PATH
@@ -33,7 +34,7 @@ def build_command() -> list[str]:
     mlflow_bin = here if os.access(here, os.X_OK) else (shutil.which("mlflow") or "mlflow")
     cmd = [
         mlflow_bin, "server",
-        "--host", "0.0.0.0",
+        "--host", host,
         "--port", str(port),
         "--workers", str(workers),
         "--backend-store-uri", backend,

@@ -1,0 +1,196 @@
+"""Tests of the services' code (src/fxservices) against real parts on this host: real Redis,
+a real MLflow server (sqlite backend), a real PostgreSQL 15, real gunicorn, a tiny real LLaMA.
+
+Service dependencies are NOT the harness's: install them with
+    pip install -r tests/services/requirements.txt   (torch: the CPU build)
+A test whose service dependency does not import is skipped, and the reason names the package.
+Test modules import those packages only inside tests and fixtures, so collection never fails.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "src"
+if importlib.util.find_spec("fxservices") is None:
+    sys.path.insert(0, str(SRC))
+
+# What each test module needs to import (import name -> pip distribution named in the reason).
+DISTRIBUTION = {
+    "pandas": "pandas==2.1.0", "numpy": "numpy==1.24.3", "pyarrow": "pyarrow",
+    "sklearn": "scikit-learn==1.5.2", "xgboost": "xgboost-cpu==2.1.4",
+    "feast": "feast==0.37.1", "redis": "redis==5.0.1", "mlflow": "mlflow==2.16.2",
+    "fastapi": "fastapi==0.115.12", "httpx": "httpx", "prometheus_client":
+    "prometheus-client==0.19.0", "gunicorn": "gunicorn==23.0.0", "uvicorn": "uvicorn==0.24.0",
+    "torch": "torch (CPU build)", "transformers": "transformers==4.48.3",
+    "peft": "peft==0.14.0", "tokenizers": "tokenizers", "airflow": "apache-airflow==2.10.5",
+}
+PIPELINE = ("pandas", "numpy", "pyarrow", "sklearn", "xgboost")
+SERVING = PIPELINE + ("feast", "redis", "mlflow", "fastapi", "httpx", "prometheus_client")
+NEEDS = {
+    "test_common.py": (),
+    "test_pipeline.py": PIPELINE,
+    "test_dag.py": (),
+    "test_feature_repo.py": ("feast", "pandas"),
+    "test_mlflow_server.py": ("mlflow",),
+    "test_inference.py": SERVING,
+    "test_gunicorn.py": SERVING + ("gunicorn", "uvicorn"),
+    "test_fingpt.py": ("torch", "transformers", "peft", "tokenizers", "fastapi", "httpx",
+                       "prometheus_client"),
+    "test_postgres_entrypoint.py": (),
+}
+
+
+def missing_modules(names) -> list[str]:
+    return [n for n in names if importlib.util.find_spec(n) is None]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not str(item.path).startswith(str(Path(__file__).parent)):
+            continue
+        missing = missing_modules(NEEDS.get(item.path.name, ()))
+        if missing:
+            pkgs = ", ".join(DISTRIBUTION.get(m, m) for m in missing)
+            item.add_marker(pytest.mark.skip(
+                reason=f"service dependency not importable: {pkgs} "
+                       "(pip install -r tests/services/requirements.txt)"))
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None,
+                  log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            text = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"process exited with {proc.returncode} before listening:\n{text}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    text = log.read_text()[-3000:] if log and log.exists() else ""
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s\n{text}")
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None,
+              log: Path | None = None) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            text = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{text}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception as exc:  # not up yet
+            last = exc
+        time.sleep(0.3)
+    text = log.read_text()[-3000:] if log and log.exists() else ""
+    raise TimeoutError(f"{url} not answering 200 after {timeout}s ({last})\n{text}")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def service_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    env["FEAST_USAGE"] = "False"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# real servers (session scoped; each started on a free 127.0.0.1 port, stopped at the end)
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    log = d / "redis.log"
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(d)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    wait_for_port(port, 20, proc, log)
+    yield {"host": "127.0.0.1", "port": port}
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """MLflow tracking server started through OUR launcher (python -m fxservices.mlflow_server)
+    with a sqlite backend and server-side artifacts: the same code path as the fx-mlflow image."""
+    if missing_modules(["mlflow"]):
+        pytest.skip("service dependency not importable: mlflow==2.16.2")
+    d = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    log = d / "mlflow.log"
+    env = service_env(MLFLOW_BACKEND_STORE_URI=f"sqlite:///{d / 'mlflow.db'}",
+                      MLFLOW_ARTIFACTS_DESTINATION=str(d / "artifacts"),
+                      MLFLOW_HOST="127.0.0.1", MLFLOW_PORT=port, MLFLOW_WORKERS=1,
+                      MLFLOW_PROMETHEUS_DIR=str(d / "prometheus"))
+    proc = subprocess.Popen([sys.executable, "-m", "fxservices.mlflow_server"], env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 120, proc, log)
+    except Exception:
+        _stop_group(proc)
+        raise
+    yield {"uri": f"http://127.0.0.1:{port}", "port": port, "dir": d, "log": log,
+           "artifacts": d / "artifacts"}
+    _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """The launcher execs `mlflow server`, which runs gunicorn as a child: stop the group."""
+    import signal
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(20)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(5)
+    else:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # a leftover gunicorn in the group
+        except ProcessLookupError:
+            pass
