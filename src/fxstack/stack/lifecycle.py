@@ -169,7 +169,8 @@ def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float,
                     raise service_failure(dc, svc, st, f"(one-shot) exited with code {st.exit_code}")
             else:
                 done = st.healthy
-                if st.health == "unhealthy":
+                # (an exited container keeps its last health status: only a running one counts)
+                if st.health == "unhealthy" and st.state == "running":
                     raise service_failure(dc, svc, st, "is unhealthy: its health check keeps failing")
                 if st.restarts >= 3:
                     raise service_failure(dc, svc, st, f"keeps crashing (restarted {st.restarts} times)")
@@ -189,7 +190,7 @@ def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float,
             text = "\n".join(compose_output or [])
             for svc in services:
                 st = states.get(svc)
-                if st and (st.health == "unhealthy" or (st.state == "exited" and st.exit_code not in (0, None))):
+                if st and ((st.health == "unhealthy" and st.state == "running") or (st.state == "exited" and st.exit_code not in (0, None))):
                     raise service_failure(dc, svc, st, "failed while the stack came up")
             from .compose import explain_compose_error
             raise FxError(f"docker-compose up failed (exit {compose_proc.returncode}):\n{text[-3000:]}",

@@ -1,0 +1,80 @@
+"""Shared fixtures for the stack tests.
+
+Integration tests share ONE stack per session (bring-up is expensive on 2 cores). It runs as its
+own Compose project (`fxstack-it`), with its own secrets file and free ports on 127.0.0.1, so it
+never touches a stack the user has running; it starts from nothing (`down --volumes` first) and is
+removed with its volumes at the end (FXSTACK_KEEP_STACK=1 keeps it for a look).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+
+import pytest
+
+PORT_VARS = ("FX_AIRFLOW_PORT", "FX_MLFLOW_PORT", "FX_API_PORT", "FX_PROMETHEUS_PORT", "FX_GRAFANA_PORT",
+             "FX_FINGPT_PORT")
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    from fxstack.stack.docker_state import daemon_reachable, client
+
+    ok, why = daemon_reachable()
+    if not ok:
+        pytest.skip(f"Docker daemon unreachable, integration tests need one: {why}")
+    return client()
+
+
+@pytest.fixture(scope="session")
+def stack(docker_client, tmp_path_factory):
+    """The running test stack: {'up': WaitResult, 'project': name, 'env_file': path}."""
+    from fxstack.paths import state_dir
+    from fxstack.stack import lifecycle
+
+    saved = {k: os.environ.get(k) for k in ("FXSTACK_PROJECT", "FXSTACK_ENV_FILE", *PORT_VARS)}
+    env_file = tmp_path_factory.mktemp("stack") / "secrets.env"
+    os.environ["FXSTACK_PROJECT"] = os.environ.get("FXSTACK_TEST_PROJECT", "fxstack-it")
+    os.environ["FXSTACK_ENV_FILE"] = str(env_file)
+    for var in PORT_VARS:
+        os.environ[var] = str(_free_port())
+    build = os.environ.get("FXSTACK_TEST_NO_BUILD") != "1"
+    try:
+        lifecycle.down(volumes=True, out=sys.stderr)  # from nothing
+        t0 = time.monotonic()
+        result = lifecycle.up(build=build, timeout=float(os.environ.get("FXSTACK_TEST_UP_TIMEOUT", "900")),
+                              out=sys.stderr)
+        record = {"images_loaded_to_all_healthy_s": round(result.seconds, 1),
+                  "up_including_image_check_s": round(time.monotonic() - t0, 1),
+                  "per_service_ready_s": {k: round(v, 1) for k, v in sorted(result.became_ready.items())},
+                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            state_dir().mkdir(parents=True, exist_ok=True)
+            (state_dir() / "stack-timings.json").write_text(json.dumps(record, indent=2) + "\n")
+        except OSError:
+            pass
+        print(f"\nstack up: {json.dumps(record)}", file=sys.stderr)
+        yield {"up": result, "project": os.environ["FXSTACK_PROJECT"], "env_file": env_file, "timings": record}
+    finally:
+        if os.environ.get("FXSTACK_KEEP_STACK") != "1":
+            try:
+                lifecycle.down(volumes=True, out=sys.stderr)
+            except Exception as exc:  # teardown must not hide the test result
+                print(f"teardown: {exc}", file=sys.stderr)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
