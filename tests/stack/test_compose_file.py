@@ -248,3 +248,11 @@ def test_the_compose_command_found_reports_failures_in_its_exit_status(tmp_path)
     assert proc.returncode != 0
     version = subprocess.run(cmd + ["version", "--short"], capture_output=True, text=True).stdout.strip()
     assert version.lstrip("v").startswith("2.")
+
+
+def test_dashboard_queries_use_metric_names_the_services_export():
+    dash = json.loads((COMPOSE / "grafana/dashboards/fxstack-overview.json").read_text())
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    metrics_src = (repo_root() / "src/fxservices/inference/metrics.py").read_text()
+    for name in set(re.findall(r"\b(fx_[a-z_]+?)(?:_bucket|_sum|_count)?\b[\[{ )]", exprs)):
+        assert f'"{name}"' in metrics_src, f"dashboard uses {name}, which the inference API does not export"
