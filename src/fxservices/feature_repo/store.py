@@ -35,8 +35,19 @@ def registry_path() -> Path:
     return Path(os.environ.get("FX_DATA_DIR") or "/data") / "feast" / "registry.db"
 
 
+def load_config(path: str | Path | None = None):
+    """The RepoConfig of feature_store.yaml as the environment expands it (opens nothing)."""
+    from feast.repo_config import load_repo_config
+
+    repo = Path(path) if path else repo_path()
+    _prepare_env(repo)
+    return load_repo_config(repo, repo / "feature_store.yaml")
+
+
 def get_store(path: str | Path | None = None):
-    """A FeatureStore for the repo at `path` (default FEAST_REPO_PATH)."""
+    """A FeatureStore for the repo at `path` (default FEAST_REPO_PATH).
+
+    Note: with a file registry Feast creates an empty registry file when there is none."""
     from feast import FeatureStore
 
     repo = Path(path) if path else repo_path()

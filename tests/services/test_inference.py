@@ -1,0 +1,224 @@
+"""The inference API through FastAPI's TestClient against a real Redis (Feast online store) and
+a real MLflow server: nothing registered -> 503s that say what to do; pipeline -> predictions
+with the registered version; a new version is served without a restart."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MODEL = "fx-direction-inference-test"
+
+
+@pytest.fixture(scope="module")
+def env(redis_server, mlflow_server, tmp_path_factory):
+    data = tmp_path_factory.mktemp("fxdata")
+    prom = tmp_path_factory.mktemp("prom")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FX_DATA_DIR", str(data))
+        mp.setenv("REDIS_HOST", redis_server["host"])
+        mp.setenv("REDIS_PORT", str(redis_server["port"]))
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_server["uri"])
+        mp.setenv("FX_MODEL_NAME", MODEL)
+        mp.setenv("FX_MODEL_ALIAS", "serving")
+        mp.setenv("FX_PAIRS", "EUR_USD,GBP_USD,USD_JPY")
+        mp.setenv("FX_MODEL_REFRESH_SECONDS", "0.2")
+        mp.setenv("PROMETHEUS_MULTIPROC_DIR", str(prom))
+        mp.setenv("FEAST_USAGE", "False")
+        mp.delenv("OANDA_API_TOKEN", raising=False)
+        mp.delenv("FEAST_REPO_PATH", raising=False)
+        yield {"data": data, "mlflow": mlflow_server, "redis": redis_server}
+
+
+@pytest.fixture
+def client(env):
+    from fastapi.testclient import TestClient
+
+    from fxservices.inference import app as app_module
+
+    app_module.reset_services()
+    with TestClient(app_module.app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def features_ready(env):
+    from fxservices.pipeline import tasks
+
+    ingested = tasks.ingest_task()
+    assert [r["source"] for r in ingested] == ["generated"] * 3
+    tasks.features_task()
+    return tasks.materialize_task()
+
+
+@pytest.fixture(scope="module")
+def model_v1(features_ready):
+    from fxservices.pipeline import tasks
+
+    return tasks.train_register_task(run_id="manual__test")
+
+
+def _bad_requests(client):
+    for body, field in [({}, "pair"), ({"pair": 5}, "pair"), ({"pair": "EURUSD"}, "pair"),
+                        ({"pair": ""}, "pair"), ([1, 2], "body")]:
+        r = client.post("/predict", json=body)
+        assert r.status_code == 422, (body, r.text)
+        j = r.json()
+        assert j["errors"][0]["field"] == field and field in j["detail"]
+    r = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    r = client.post("/predict", content=b"pair=EUR_USD",
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert 400 <= r.status_code < 500
+    r = client.post("/predict", json={"pair": "CHF_SEK"})
+    assert r.status_code == 404
+    assert "unknown pair CHF_SEK" in r.json()["detail"] and "EUR_USD" in r.json()["detail"]
+    r = client.get("/predict")
+    assert r.status_code == 405
+
+
+def test_before_the_pipeline_ran(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    r = client.get("/ready")
+    assert r.status_code == 503
+    j = r.json()
+    assert j["ready"] is False and len(j["missing"]) == 2
+    model_msg, feat_msg = j["missing"]
+    assert model_msg.startswith("model:") and MODEL in model_msg and "fx_pipeline" in model_msg
+    assert feat_msg.startswith("features:") and "registry" in feat_msg
+    assert "fx_pipeline" in feat_msg
+
+    r = client.post("/predict", json={"pair": "EUR_USD"})
+    assert r.status_code == 503
+    assert r.json()["missing"] == "model"
+    assert "alias 'serving'" in r.json()["detail"] and "fx_pipeline" in r.json()["detail"]
+    _bad_requests(client)
+
+
+def test_features_but_no_model_yet(client, features_ready):
+    assert set(features_ready["latest"]) == {"EUR_USD", "GBP_USD", "USD_JPY"}
+    r = client.get("/ready")
+    assert r.status_code == 503
+    assert [m.split(":")[0] for m in r.json()["missing"]] == ["model"]
+    assert r.json()["checks"]["features"]["feature_view"] == "fx_market_features"
+    r = client.post("/predict", json={"pair": "GBP_USD"})
+    assert r.status_code == 503 and r.json()["missing"] == "model"
+
+
+def test_predict_serves_the_registered_model(client, env, model_v1):
+    import mlflow
+    import mlflow.xgboost
+    import numpy as np
+    import pandas as pd
+
+    from fxservices.pipeline.features import FEATURE_NAMES, offline_path
+
+    assert model_v1["model_name"] == MODEL and model_v1["alias"] == "serving"
+    mv = mlflow.MlflowClient(env["mlflow"]["uri"]).get_model_version_by_alias(MODEL, "serving")
+    assert str(mv.version) == model_v1["version"]
+
+    r = client.get("/ready")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"]["model"]["version"] == model_v1["version"]
+
+    offline = pd.read_parquet(offline_path(env["data"]))
+    for pair in ("EUR_USD", "GBP_USD", "USD_JPY"):
+        r = client.post("/predict", json={"pair": pair.lower()})
+        assert r.status_code == 200, r.text
+        j = r.json()
+        assert j["pair"] == pair and j["model_name"] == MODEL
+        assert j["model_version"] == model_v1["version"] and j["model_alias"] == "serving"
+        last = offline[offline["pair"] == pair].sort_values("event_timestamp").iloc[-1]
+        assert pd.Timestamp(j["feature_timestamp"]) == last["event_timestamp"]
+        for name in FEATURE_NAMES:
+            assert j["features"][name] == pytest.approx(last[name], rel=1e-12)
+        # the same model, loaded independently from the registry, gives the same answer
+        mlflow.set_tracking_uri(env["mlflow"]["uri"])
+        ref = mlflow.xgboost.load_model(f"models:/{MODEL}/{model_v1['version']}")
+        x = pd.DataFrame([[last[n] for n in FEATURE_NAMES]], columns=list(FEATURE_NAMES))
+        p_up = float(ref.predict_proba(x)[0, 1])
+        assert j["probability_up"] == pytest.approx(p_up, abs=1e-6)
+        assert j["prediction"] == ("up" if p_up >= 0.5 else "down")
+        assert j["probability"] == pytest.approx(max(p_up, 1 - p_up), abs=1e-6)
+        assert 0.5 <= j["probability"] <= 1.0 and np.isfinite(j["probability"])
+    _bad_requests(client)  # still 4xx, never 500, with a model loaded
+
+
+def test_a_new_version_is_served_without_restart(client, env, model_v1):
+    from fxservices.pipeline import tasks
+
+    r = client.post("/predict", json={"pair": "EUR_USD"})
+    assert r.json()["model_version"] == model_v1["version"]
+    v2 = tasks.train_register_task()
+    assert int(v2["version"]) == int(model_v1["version"]) + 1
+    deadline = time.monotonic() + 10
+    while True:
+        r = client.post("/predict", json={"pair": "EUR_USD"})
+        assert r.status_code == 200
+        if r.json()["model_version"] == v2["version"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.json()["model_version"] == v2["version"]
+    metrics = client.get("/metrics").text
+    assert (f'fx_model_version_served{{alias="serving",model="{MODEL}"}} '
+            f'{float(v2["version"])}') in metrics
+
+
+def test_metrics_count_requests_per_route(client, model_v1):
+    def count(text, route, status):
+        key = f'fx_api_requests_total{{method="POST",route="{route}",status="{status}"}} '
+        for line in text.splitlines():
+            if line.startswith(key):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = client.get("/metrics").text
+    for _ in range(3):
+        assert client.post("/predict", json={"pair": "USD_JPY"}).status_code == 200
+    client.post("/predict", json={"pair": "XXX_YYY"})
+    client.post("/predict", json={})
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    after = r.text
+    assert count(after, "/predict", 200) - count(before, "/predict", 200) == 3
+    assert count(after, "/predict", 404) - count(before, "/predict", 404) == 1
+    assert count(after, "/predict", 422) - count(before, "/predict", 422) == 1
+    assert 'fx_api_request_duration_seconds_bucket{le="0.02",method="POST",route="/predict"}' \
+        in after
+    assert 'fx_predictions_total{pair="USD_JPY",prediction=' in after
+
+
+def test_feature_store_down_is_a_503(env, model_v1, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from fxservices.inference import app as app_module
+
+    from .conftest import free_port
+
+    monkeypatch.setenv("REDIS_PORT", str(free_port()))  # nothing listens there
+    app_module.reset_services()
+    with TestClient(app_module.app, raise_server_exceptions=False) as c:
+        r = c.get("/ready")
+        assert r.status_code == 503
+        assert any("Redis" in m for m in r.json()["missing"])
+        r = c.post("/predict", json={"pair": "EUR_USD"})
+        assert r.status_code == 503 and r.json()["missing"] == "features"
+        assert "Redis" in r.json()["detail"]
+
+
+def test_mlflow_down_is_a_quick_503(env, features_ready, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from fxservices.inference import app as app_module
+
+    from .conftest import free_port
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    app_module.reset_services()
+    with TestClient(app_module.app, raise_server_exceptions=False) as c:
+        t0 = time.monotonic()
+        r = c.post("/predict", json={"pair": "EUR_USD"})
+        assert r.status_code == 503 and "cannot be reached" in r.json()["detail"]
+        assert time.monotonic() - t0 < 10

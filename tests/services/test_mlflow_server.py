@@ -1,0 +1,78 @@
+"""The fx-mlflow launcher: command line from the environment, and a real server through it."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import service_env
+
+
+@pytest.mark.unit
+def test_command_line_from_environment(monkeypatch):
+    from fxservices.mlflow_server.__main__ import build_command
+
+    monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", "postgresql://mlflow:pw@postgres:5432/mlflow")
+    monkeypatch.delenv("MLFLOW_ARTIFACTS_DESTINATION", raising=False)
+    for name in ("MLFLOW_HOST", "MLFLOW_PORT", "MLFLOW_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    cmd = build_command()
+    assert cmd[0].endswith("mlflow") and cmd[1] == "server"
+    args = dict(zip(cmd[2::1], cmd[3::1]))
+    assert args["--host"] == "0.0.0.0" and args["--port"] == "5000"
+    assert args["--backend-store-uri"] == "postgresql://mlflow:pw@postgres:5432/mlflow"
+    assert args["--artifacts-destination"] == "/data/mlflow-artifacts"
+    assert args["--default-artifact-root"] == "mlflow-artifacts:/"
+    assert "--serve-artifacts" in cmd
+    has_exporter = importlib.util.find_spec("prometheus_flask_exporter") is not None
+    assert ("--expose-prometheus" in cmd) == has_exporter
+
+
+@pytest.mark.unit
+def test_missing_backend_store_is_a_clear_error():
+    env = service_env()
+    env.pop("MLFLOW_BACKEND_STORE_URI", None)
+    r = subprocess.run([sys.executable, "-m", "fxservices.mlflow_server"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "MLFLOW_BACKEND_STORE_URI is not set" in r.stderr
+
+
+@pytest.mark.unit
+def test_bad_worker_count_is_a_clear_error():
+    env = service_env(MLFLOW_BACKEND_STORE_URI="sqlite:///x.db", MLFLOW_WORKERS="many")
+    r = subprocess.run([sys.executable, "-m", "fxservices.mlflow_server"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "MLFLOW_WORKERS='many' is not an integer" in r.stderr
+
+
+@pytest.mark.integration
+def test_server_serves_artifacts_and_metrics(mlflow_server, tmp_path, monkeypatch):
+    import urllib.request
+
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server["uri"])
+
+    log = mlflow_server["log"].read_text()
+    assert "fx-mlflow: exec" in log and "--serve-artifacts" in log
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server["uri"])
+    exp = client.create_experiment("launcher-test")
+    run = client.create_run(exp)
+    src = tmp_path / "hello.txt"
+    src.write_text("through the server")
+    client.log_artifact(run.info.run_id, str(src))
+    # the client never touched the volume: the server stored the file in its destination
+    stored = list(mlflow_server["artifacts"].rglob("hello.txt"))
+    assert len(stored) == 1 and stored[0].read_text() == "through the server"
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+    out = tmp_path / "back"
+    out.mkdir()
+    got = client.download_artifacts(run.info.run_id, "hello.txt", str(out))
+    assert open(got).read() == "through the server"
+    if importlib.util.find_spec("prometheus_flask_exporter") is not None:
+        with urllib.request.urlopen(mlflow_server["uri"] + "/metrics", timeout=10) as r:
+            body = r.read().decode()
+        assert r.status == 200 and "mlflow_http_request_total" in body, body[:500]
