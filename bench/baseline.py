@@ -1,0 +1,104 @@
+"""The Dockerfile baseline the benchmark measures us against.
+
+One Dockerfile per Python image: FROM the same Debian 12 root filesystem (plus pip, which
+our images do not carry) imported into Docker, `pip install --require-hashes` of the same
+requirements exported from poetry.lock, COPY of the same app code. Built with the classic
+`docker build`, layer cache and all, as a team without our builder would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from fxstack.build.builder import Builder
+from fxstack.build.debian import DebianLock, RootfsRecipe, build_rootfs
+from fxstack.lock.poetry_lock import export_requirements  # noqa: F401 (used by bench.py)
+from fxstack.specs import ImageSpec
+
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def base_image(builder: Builder, work: Path) -> str:
+    """Import the Python root filesystem, plus python3-pip, into Docker as the FROM image."""
+    spec = builder.specs["fx-base"]
+    recipe = RootfsRecipe(tuple(spec.packages["debian"]) + ("python3-pip",), spec.user, spec.uid,
+                          owned_dirs=("/data",), root_dirs=("/app",))
+    record = build_rootfs(recipe, builder.store, builder.rootfs_cache, DebianLock(work / "debian.lock"),
+                          update_lock=False, log=builder.log)
+    tag = f"fxbench/debian-pip:{record['digest'][7:19]}"
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
+        with open(builder.store.path(record["digest"]), "rb") as f:
+            subprocess.run(["docker", "import", "-", tag], stdin=f, check=True, capture_output=True)
+    return tag
+
+
+def dockerfile(spec: ImageSpec, base: str) -> str:
+    lines = [f"FROM {base}", "COPY host-ca.crt /etc/ssl/certs/host-ca.crt",
+             "ENV PIP_CERT=/etc/ssl/certs/host-ca.crt PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
+             "COPY requirements.txt /tmp/requirements.txt",
+             "RUN python3 -m pip install --break-system-packages --no-deps --require-hashes"
+             " -r /tmp/requirements.txt"]
+    for a in spec.app:
+        lines.append(f"COPY {a.src} {a.dest}")
+    for k, v in sorted(spec.env.items()):
+        lines.append(f'ENV {k}="{v}"')
+    lines += [f"WORKDIR {spec.workdir}", f"USER {spec.uid}:{spec.uid}"]
+    if spec.entrypoint:
+        lines.append("ENTRYPOINT " + _json(spec.entrypoint))
+    if spec.cmd:
+        lines.append("CMD " + _json(spec.cmd))
+    return "\n".join(lines) + "\n"
+
+
+def _json(items) -> str:
+    import json
+
+    return json.dumps(list(items))
+
+
+def prepare(builder: Builder, root: Path, work: Path, names: list[str]) -> dict[str, Path]:
+    """Write a build context per image (a copy of the app sources, requirements, CA bundle)."""
+    base = base_image(builder, work)
+    contexts = {}
+    for name in names:
+        spec = builder.specs[name]
+        ctx = work / "ctx" / name
+        if ctx.exists():
+            shutil.rmtree(ctx)
+        ctx.mkdir(parents=True)
+        (ctx / "requirements.txt").write_text(export_requirements(builder.lock, list(spec.groups)))
+        shutil.copy(HOST_CA, ctx / "host-ca.crt")
+        for a in spec.app:
+            src, dst = root / a.src, ctx / a.src
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy(src, dst)
+        (ctx / "Dockerfile").write_text(dockerfile(spec, base))
+        contexts[name] = ctx
+    return contexts
+
+
+def docker_build(ctx: Path, tag: str, *, no_cache: bool = False) -> float:
+    started = time.monotonic()
+    cmd = ["docker", "build", "--network", "host", "-q", "-t", tag, str(ctx)]
+    if no_cache:
+        cmd.insert(2, "--no-cache")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker build {tag} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return time.monotonic() - started
+
+
+def image_id(tag: str) -> str:
+    return subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def image_size(tag: str) -> int:
+    return int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", tag],
+                              capture_output=True, text=True, check=True).stdout.strip())
