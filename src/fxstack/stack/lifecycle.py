@@ -172,7 +172,7 @@ def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float,
                 # (an exited container keeps its last health status: only a running one counts)
                 if st.health == "unhealthy" and st.state == "running":
                     raise service_failure(dc, svc, st, "is unhealthy: its health check keeps failing")
-                if st.restarts >= 3:
+                if st.restarts >= 3 and not st.healthy:
                     raise service_failure(dc, svc, st, f"keeps crashing (restarted {st.restarts} times)")
                 if st.state in ("exited", "dead"):
                     exited_since.setdefault(svc, now)
