@@ -5,6 +5,5 @@
 # link: a path in the image (relative to /); target: a path inside the package.
 {
   prometheus-redis-exporter = [{ link = "bin/prometheus-redis-exporter"; target = "bin/redis_exporter"; }];
-  prometheus-statsd-exporter = [{ link = "bin/prometheus-statsd-exporter"; target = "bin/statsd_exporter"; }];
   postgresql_15 = [{ link = "usr/lib/postgresql/15/bin"; target = "bin"; }];
 }

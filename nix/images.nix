@@ -69,6 +69,11 @@ let
   systemPackages = spec: map (getPkg spec) (filter (n: !(isPythonAttr n)) spec.packages.nixpkgs);
   cudaPackages = spec: lib.optionals spec.gpu (map (getPkg spec) cuda.packages);
 
+  # The image's root filesystem below /nix/store, as one derivation (one tree, so no two
+  # store paths put the same directory into the layer): real directories with a symlink per
+  # file of the packages' bin/, etc/ and share/ (buildEnv would link a whole directory when
+  # one package has it, and a later layer's /bin would then hide it), /usr/bin -> /bin, the
+  # compat links, passwd/group for the spec's user, /tmp, and /app + /data for Python images.
   rootfs = spec:
     let
       p = pkgsFor spec;
@@ -88,8 +93,17 @@ let
         echo '${spec.user}:x:${uid}:' >> $out/etc/group
       '';
     in
-    p.runCommand "fx-rootfs-${spec.user}" { } (''
-      mkdir -p $out/etc $out/tmp $out/root $out/usr/local/bin
+    p.runCommand "fx-rootfs-${spec.user}" { packages = systemPackages spec; } (''
+      mkdir -p $out/bin $out/etc $out/share $out/tmp $out/root $out/usr/local/bin
+      for pkg in $packages; do
+        for dir in bin etc share; do
+          if [ -d "$pkg/$dir" ]; then
+            # real directories, one symlink per file; a file two packages both have is an error
+            cp -rs "$pkg/$dir/." "$out/$dir/"
+            chmod -R u+w "$out/$dir"
+          fi
+        done
+      done
       ln -s ../bin $out/usr/bin
       echo 'root:x:0:0:root:/root:/bin/sh' > $out/etc/passwd
       echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >> $out/etc/passwd
@@ -117,34 +131,24 @@ let
     [{ path = fs; regex = "^${toString fs}/tmp$"; mode = "1777"; }] ++ map own (lib.unique owned);
 
   systemLayer = spec:
-    let
-      p = pkgsFor spec;
-      fs = rootfs spec;
-    in
+    let fs = rootfs spec; in
     n2c.buildLayer {
       deps = lib.optional (spec.kind == "python") (interpreter spec) ++ cudaPackages spec;
-      copyToRoot = [
-        (p.buildEnv {
-          name = "fx-system";
-          paths = systemPackages spec;
-          pathsToLink = [ "/bin" "/etc" "/share" ];
-        })
-        fs
-      ];
+      copyToRoot = [ fs ];
       perms = rootfsPerms spec fs;
       metadata = { created_by = "fxstack: system packages and users"; };
     };
 
   # --- layer 2: Python environments ---------------------------------------------------------
   envLayer = spec: groups: below:
-    let env = envFor spec groups; in
     n2c.buildLayer {
       copyToRoot = [
-        ((pkgsFor spec).buildEnv {
-          name = "fx-env-bin";
-          paths = [ env ];
-          pathsToLink = [ "/bin" ];
-        })
+        ((pkgsFor spec).runCommand "fx-env-bin" { pythonEnv = envFor spec groups; } ''
+          mkdir -p $out/bin
+          for f in "$pythonEnv"/bin/*; do
+            ln -s "$f" "$out/bin/$(basename "$f")"
+          done
+        '')
       ];
       layers = below;
       metadata = { created_by = "fxstack: poetry2nix environment for groups ${concatStringsSep ", " groups}"; };
@@ -163,6 +167,7 @@ let
     ''
       mkdir -p "$(dirname "$out${entry.dest}")"
       cp -rT ${copy} "$out${entry.dest}"
+      chmod -R u+w "$out"
     '';
   appLayer = spec: below:
     n2c.buildLayer {

@@ -145,7 +145,7 @@ class Flake:
     def env_of_layer(self, layer: dict[str, Any]) -> dict[str, Any]:
         """The poetry2nix environment an env layer links into /bin."""
         (bin_env,) = self.copy_to_root(layer)
-        (env,) = [self.drv(p) for p in bin_env["args"]["paths"]]
+        env = self.drv(bin_env["args"]["env"]["pythonEnv"])
         assert env["fn"] == "poetry2nix.mkPoetryEnv", env["fn"]
         return env
 

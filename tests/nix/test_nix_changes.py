@@ -163,9 +163,9 @@ def test_changing_a_spec_field_changes_the_flake_output(flake, repo_copy, field)
     # a Poetry group that does not exist
     ("nix/outputs.nix", "harnessPython.env [ \"main\" \"dev\" ]", "harnessPython.env [ \"main\" \"devel\" ]",
      "unknown Poetry group\\(s\\) devel"),
-    # nixpkgs buildEnv
-    ("nix/images.nix", "          pathsToLink = [ \"/bin\" ];", "          pathToLink = [ \"/bin\" ];",
-     "unexpected argument 'pathToLink'"),
+    # nixpkgs mkShell
+    ("nix/outputs.nix", "  devShells.${system}.default = pkgs.mkShell {\n    packages =",
+     "  devShells.${system}.default = pkgs.mkShell {\n    package =", "unexpected argument 'package'"),
     # nixpkgs writeShellApplication
     ("nix/stack.nix", "        runtimeInputs = [ (loaders gpu) (perImage gpu) ];", "        runtimeInput = [ (loaders gpu) (perImage gpu) ];",
      "unexpected argument 'runtimeInput'"),

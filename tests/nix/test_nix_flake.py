@@ -94,24 +94,34 @@ def rootfs_path(flake, layer):
 def test_tini_and_entrypoint_binary_are_in_the_image(flake, specs, name):
     spec = specs[name]
     system = flake.layers(name)[0]
-    (sysenv,) = [d for d in flake.copy_to_root(system) if d["name"] == "fx-system"]
-    attrs = [nixpkgs_attr(flake, p) for p in sysenv["args"]["paths"]]
+    (rootfs,) = flake.copy_to_root(system)
+    attrs = [nixpkgs_attr(flake, p) for p in rootfs["args"]["env"]["packages"]]
     assert "tini" in attrs
-    assert sysenv["args"]["pathsToLink"] == ["/bin", "/etc", "/share"]
+    # /usr/bin/tini resolves through /usr/bin -> ../bin, where every package's bin/ is linked
+    assert 'for dir in bin etc share; do' in rootfs["args"]["script"]
     if spec["entrypoint"][:1] == ["/usr/bin/tini"]:
         assert spec["entrypoint"][1] == "--"
 
 
-@pytest.mark.parametrize("name", ["postgres", "prometheus", "redis-exporter"])
-def test_debian_named_paths_are_linked(flake, name):
+def compat_links():
+    """nix/compat.nix: nixpkgs attribute -> [(link, target)]."""
+    data = fxnix.eval_json(fxnix.ROOT / "nix" / "compat.nix")
+    return {attr: [(l["link"], l["target"]) for l in links] for attr, links in data.items()}
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_debian_named_paths_are_linked(flake, specs, name):
     system = flake.layers(name)[0]
     script = flake.drvs[rootfs_path(flake, system)]["args"]["script"]
-    expected = {
-        "postgres": "/usr/lib/postgresql/15/bin",
-        "prometheus": "/bin/prometheus-statsd-exporter",
-        "redis-exporter": "/bin/prometheus-redis-exporter",
-    }[name]
-    assert f'"$out{expected}"' in script, script
+    for attr in specs[name]["packages"]["nixpkgs"]:
+        for link, target in compat_links().get(attr, []):
+            assert re.search(rf'ln -s /nix/store/\S+/{re.escape(target)} "\$out/{re.escape(link)}"', script), (attr, link)
+
+
+def test_debian_named_entrypoints_resolve():
+    """Every absolute entrypoint path of a service image is a link the Nix image has."""
+    links = {"/" + link for entries in compat_links().values() for link, _ in entries}
+    assert "/bin/prometheus-redis-exporter" in links and "/usr/lib/postgresql/15/bin" in links
 
 
 # --- layers and their order -------------------------------------------------------------------
@@ -132,8 +142,9 @@ def test_layers_in_order(flake, specs, name):
     system, rest = layers[0], layers[1:]
     assert system["args"]["metadata"]["created_by"].startswith("fxstack: system")
     expected_pkgs = [p for p in spec["packages"]["nixpkgs"] if not re.fullmatch(r"python3\d+", p)]
-    (sysenv,) = [d for d in flake.copy_to_root(system) if d["name"] == "fx-system"]
-    assert [nixpkgs_attr(flake, p) for p in sysenv["args"]["paths"]] == expected_pkgs
+    (rootfs,) = flake.copy_to_root(system)
+    assert rootfs["name"] == f"fx-rootfs-{spec['user']}"
+    assert [nixpkgs_attr(flake, p) for p in rootfs["args"]["env"]["packages"]] == expected_pkgs
     deps = [nixpkgs_attr(flake, p) for p in system["args"]["deps"]]
     if spec["kind"] == "python":
         # interpreter first, then the groups of the base chain, then the role's own
@@ -159,13 +170,15 @@ def test_layers_in_order(flake, specs, name):
 
 
 def test_layer_shapes(flake, specs):
+    for name, spec in specs.items():
+        if spec["kind"] == "python":
+            chain = 2 if spec["base"] else 1
+            assert len(flake.layers(name)) == 1 + chain + bool(spec["app"]), name
+        else:
+            assert len(flake.layers(name)) == 1 + bool(spec["app"]), name
     assert len(flake.layers("fx-base")) == 2                       # system, base env
-    for name in ["fx-fastapi", "fx-mlflow", *AIRFLOW]:
+    for name in AIRFLOW:
         assert len(flake.layers(name)) == 4                        # system, base env, role env, app
-    assert len(flake.layers("fx-fingpt")) == 3                     # system + CUDA, fingpt env, app
-    assert len(flake.layers("postgres")) == 2                      # system, entrypoint script
-    for name in ["redis", "prometheus", "grafana", "redis-exporter"]:
-        assert len(flake.layers(name)) == 1
 
 
 # --- what images share ------------------------------------------------------------------------
