@@ -153,6 +153,7 @@ def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float,
     view = ProgressView(services, out)
     ready: dict[str, float] = {}
     exited_since: dict[str, float] = {}
+    running_since: dict[str, tuple] = {}
     while True:
         now = time.monotonic()
         elapsed = now - start
@@ -169,6 +170,12 @@ def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float,
                     raise service_failure(dc, svc, st, f"(one-shot) exited with code {st.exit_code}")
             else:
                 done = st.healthy
+                if done and st.health == "none":
+                    # no health check: count it ready once the same process has run for 5 s
+                    seen = running_since.get(svc)
+                    if not seen or seen[0] != st.started_at:
+                        running_since[svc] = (st.started_at, now)
+                    done = now - running_since[svc][1] >= 5
                 # (an exited container keeps its last health status: only a running one counts)
                 if st.health == "unhealthy" and st.state == "running":
                     raise service_failure(dc, svc, st, "is unhealthy: its health check keeps failing")
