@@ -8,9 +8,9 @@
 #   FXSTACK_NIX_IMAGES   a JSON file: per image its ref, Compose env var, deploy/gpu/portable flags
 #                        and the path of its copyToDockerDaemon script
 #   PATH                 + fx-load-<image> (each image's copyToDockerDaemon) and fx-load-images
-# stack-up first runs fx-load-images: every deployed image (gpu ones only with FXSTACK_GPU=1, from
-# stack-up-gpu) is copied into Docker (skopeo copies only the layers Docker does not have) and
-# $state/images.env gets FX_FASTAPI_IMAGE=fx-fastapi:<tag>... as docs/contracts.md says.
+# stack-up first runs fx-load-images: every deployed image (the gpu one only in stack-up-gpu) is
+# copied into Docker (skopeo copies only the layers Docker does not have) and $state/images.env
+# gets FX_FASTAPI_IMAGE=fx-fastapi:<tag>... as docs/contracts.md says; then `fxstack up --no-build`.
 { pkgs, images, manifest, harnessEnv, src, lib }:
 let
   inherit (builtins) attrNames concatStringsSep filter toJSON elem head split length;
@@ -33,24 +33,34 @@ let
 
   loadable = gpu: filter (n: manifest.${n}.deploy && (gpu || !manifest.${n}.gpu)) (attrNames manifest);
 
-  loaders = gpu: pkgs.writeShellApplication {
-    name = "fx-load-images";
-    text = ''
-      state="''${FXSTACK_STATE:-''${FXSTACK_ROOT:?FXSTACK_ROOT is not set}/.fxstack}"
-      mkdir -p "$state"
-      tmp="$state/images.env.tmp"
-      : > "$tmp"
-    '' + concatStringsSep "" (map
-      (n: with manifest.${n}; ''
-        echo "fx-load-images: ${name} -> ${ref}"
-        ${copyToDockerDaemon}
-        echo '${envVar}=${ref}' >> "$tmp"
-      '')
-      (loadable gpu)) + ''
-      mv "$tmp" "$state/images.env"
-      echo "fx-load-images: wrote $state/images.env"
-    '';
-  };
+  # Copies each image into Docker, then writes $state/images.env like the portable loader
+  # (src/fxstack/load/loader.py write_images_env): our lines replace the same variables, other
+  # lines are kept. Nothing is written unless every copy succeeded.
+  loaders = gpu:
+    let names = loadable gpu; vars = map (n: manifest.${n}.envVar) names; in
+    pkgs.writeShellApplication {
+      name = "fx-load-images";
+      text = ''
+        state="''${FXSTACK_STATE:-''${FXSTACK_ROOT:?FXSTACK_ROOT is not set}/.fxstack}"
+        mkdir -p "$state"
+      '' + concatStringsSep "" (map
+        (n: with manifest.${n}; ''
+          echo "fx-load-images: ${name} -> ${ref}"
+          ${copyToDockerDaemon}
+        '')
+        names) + ''
+        env_file="$state/images.env"
+        {
+          echo "# written by the Nix stack apps (fx-load-images): image refs for docker compose"
+          if [ -f "$env_file" ]; then
+            grep -v -E '^(#|(${concatStringsSep "|" vars})=)' "$env_file" || true
+          fi
+      '' + concatStringsSep "" (map (n: "  echo '${manifest.${n}.envVar}=${manifest.${n}.ref}'\n") names) + ''
+        } > "$env_file.tmp"
+        mv "$env_file.tmp" "$env_file"
+        echo "fx-load-images: wrote $env_file"
+      '';
+    };
 
   perImage = gpu: pkgs.runCommand "fxstack-nix-image-loaders" { } (''
     mkdir -p $out/bin
@@ -60,7 +70,7 @@ let
     let
       script = pkgs.writeShellApplication {
         inherit name;
-        runtimeInputs = [ (loaders gpu) (perImage gpu) ];
+        runtimeInputs = [ (loaders gpu) (perImage gpu) pkgs.docker-compose ];
         text = ''
           if [ -z "''${FXSTACK_ROOT:-}" ]; then
             if [ -d images ] && [ -d compose ] && [ -f pyproject.toml ]; then
@@ -84,8 +94,10 @@ let
     { type = "app"; program = "${script}/bin/${name}"; drv = script; };
 
   apps = {
-    stack-up = app { name = "stack-up"; command = "up"; load = true; };
-    stack-up-gpu = app { name = "stack-up-gpu"; command = "up"; load = true; gpu = true; };
+    # The images are loaded here, so the harness must not run the portable builder (--no-build);
+    # Grafana is built by this flake (the portable path cannot), so its profile is on.
+    stack-up = app { name = "stack-up"; command = "up --no-build --grafana"; load = true; };
+    stack-up-gpu = app { name = "stack-up-gpu"; command = "up --no-build --grafana --gpu"; load = true; gpu = true; };
     stack-down = app { name = "stack-down"; command = "down"; };
     stack-test = app { name = "stack-test"; command = "test"; };
   };

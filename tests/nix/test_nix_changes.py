@@ -167,7 +167,7 @@ def test_changing_a_spec_field_changes_the_flake_output(flake, repo_copy, field)
     ("nix/outputs.nix", "  devShells.${system}.default = pkgs.mkShell {\n    packages =",
      "  devShells.${system}.default = pkgs.mkShell {\n    package =", "unexpected argument 'package'"),
     # nixpkgs writeShellApplication
-    ("nix/stack.nix", "        runtimeInputs = [ (loaders gpu) (perImage gpu) ];", "        runtimeInput = [ (loaders gpu) (perImage gpu) ];",
+    ("nix/stack.nix", "        runtimeInputs = [ (loaders gpu) (perImage gpu) pkgs.docker-compose ];", "        runtimeInput = [ (loaders gpu) (perImage gpu) pkgs.docker-compose ];",
      "unexpected argument 'runtimeInput'"),
     # nixpkgs import: a config option
     ("nix/outputs.nix", "allowUnfree = true;", "allowUnFree = true;", "unknown key\\(s\\) allowUnFree"),
