@@ -144,5 +144,9 @@ class ModelCache:
             raise ModelUnavailable(self._error or self._missing_message())
         return loaded
 
+    def fresh(self) -> bool:
+        """True while the last alias check is younger than the TTL (get() will not block)."""
+        return time.monotonic() - self._checked_at < self.ttl
+
     def invalidate(self) -> None:
         self._checked_at = 0.0

@@ -1,0 +1,128 @@
+"""The inference API as the fx-fastapi image runs it: its `cmd` (images/fx-fastapi.toml) under
+real gunicorn with two uvicorn workers, against real Redis and MLflow. Checks that /metrics
+adds up both workers (prometheus multiprocess mode) and the latency under 50 concurrent
+clients (bounded load, 127.0.0.1 only)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, free_port, service_env, wait_http
+
+pytestmark = pytest.mark.integration
+
+MODEL = "fx-direction-gunicorn-test"
+REQUESTS = 600
+CONCURRENCY = 50
+
+
+@pytest.fixture(scope="module")
+def trained(redis_server, mlflow_server, tmp_path_factory):
+    data = tmp_path_factory.mktemp("fxdata-gunicorn")
+    env = {"FX_DATA_DIR": str(data), "REDIS_HOST": redis_server["host"],
+           "REDIS_PORT": str(redis_server["port"]), "MLFLOW_TRACKING_URI": mlflow_server["uri"],
+           "FX_MODEL_NAME": MODEL, "FX_MODEL_ALIAS": "serving", "FX_PAIRS": "EUR_USD,GBP_USD",
+           "FEAST_USAGE": "False"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        mp.delenv("OANDA_API_TOKEN", raising=False)
+        mp.delenv("FEAST_REPO_PATH", raising=False)
+        from fxservices.pipeline import tasks
+
+        result = tasks.run_all()
+    return env, result
+
+
+def _image_cmd(port: int) -> list[str]:
+    spec = tomllib.loads((REPO / "images" / "fx-fastapi.toml").read_text())
+    cmd = list(spec["cmd"])
+    assert cmd[0] == "gunicorn" and "fxservices.inference.app:app" in cmd
+    cmd[cmd.index("--bind") + 1] = f"127.0.0.1:{port}"
+    exe = Path(os.sys.executable).parent / "gunicorn"
+    cmd[0] = str(exe) if exe.exists() else "gunicorn"
+    return cmd
+
+
+def _get(port, method, path, body=None):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"content-type": "application/json"} if body is not None else {}
+    t0 = time.perf_counter()
+    conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                 headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    dt = time.perf_counter() - t0
+    conn.close()
+    return resp.status, data, dt
+
+
+def test_gunicorn_two_workers_metrics_add_up(trained, tmp_path):
+    env_extra, result = trained
+    prom = tmp_path / "prom"
+    prom.mkdir()
+    stale = prom / "counter_999999.db"
+    stale.write_bytes(b"\0" * 16)  # left by a previous container run
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    env = service_env(**env_extra, PROMETHEUS_MULTIPROC_DIR=prom,
+                      GUNICORN_CMD_ARGS="--config python:fxservices.inference.gunicorn_conf")
+    proc = subprocess.Popen(_image_cmd(port), env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 60, proc, log)
+        assert not stale.exists(), "the master did not clear the multiprocess directory"
+        status, body, _ = _get(port, "GET", "/ready")
+        assert status == 200, body
+        version = result["train_register"]["version"]
+
+        # warm both workers up, then a bounded burst from 50 concurrent clients
+        for _ in range(20):
+            _get(port, "POST", "/predict", {"pair": "EUR_USD"})
+        before = _predict_200(_get(port, "GET", "/metrics")[1].decode())
+        pairs = ["EUR_USD", "GBP_USD"]
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            results = list(pool.map(
+                lambda i: _get(port, "POST", "/predict", {"pair": pairs[i % 2]}),
+                range(REQUESTS)))
+        statuses = [s for s, _, _ in results]
+        assert statuses.count(200) == REQUESTS, set(statuses)
+        versions = {json.loads(b)["model_version"] for _, b, _ in results}
+        assert versions == {version}
+        lat = sorted(dt for _, _, dt in results)
+        p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+        print(f"\n/predict via gunicorn, {CONCURRENCY} concurrent, {REQUESTS} requests: "
+              f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+        # loose bound: the test client shares the 2 cores with both workers
+        assert p50 < 0.5, (p50, p99)
+
+        text = _get(port, "GET", "/metrics")[1].decode()
+        assert _predict_200(text) - before == REQUESTS  # both workers' counts, added up
+        pids = {p.stem.rsplit("_", 1)[-1] for p in prom.glob("counter_*.db")}
+        assert len(pids) >= 2, pids
+        assert f'fx_model_version_served{{alias="serving",model="{MODEL}"}} ' \
+               f'{float(version)}' in text
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+
+
+def _predict_200(text: str) -> float:
+    key = 'fx_api_requests_total{method="POST",route="/predict",status="200"} '
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(key))
