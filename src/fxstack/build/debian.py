@@ -29,6 +29,10 @@ HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 DPKG_EXCLUDES = ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*",
                  "/usr/share/info/*", "/usr/share/lintian/*"]
 DPKG_INCLUDES = ["/usr/share/doc/*/copyright"]
+# init-system-helpers needs `usrmerge | usr-is-merged`; left to itself apt picks usrmerge,
+# which drags in a full Perl (~50 MB per root filesystem) to convert a tree that is already
+# merged. Naming the empty marker package keeps Perl out.
+ALWAYS = ("usr-is-merged",)
 
 
 @dataclass(frozen=True)
@@ -102,18 +106,22 @@ def _hooks(recipe: RootfsRecipe, versions_out: Path) -> list[str]:
     return hooks
 
 
+def _cache_key(recipe: RootfsRecipe, pins: dict[str, str] | None) -> str:
+    return inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, recipe.packages + ALWAYS,
+                      recipe.user, recipe.uid, recipe.owned_dirs, recipe.root_dirs, pins)
+
+
 def build_rootfs(recipe: RootfsRecipe, store: BlobStore, cache: KeyedCache, lock: DebianLock,
                  *, update_lock: bool, log: Callable[[str], None]) -> dict:
     """Return {digest, size, packages} of the root filesystem layer, building it if needed."""
     pins = None if update_lock else lock.pins(recipe)
-    key = inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, recipe.packages, recipe.user,
-                     recipe.uid, recipe.owned_dirs, recipe.root_dirs, pins)
+    key = _cache_key(recipe, pins)
     if pins is not None and (hit := cache.get(key)) and store.has(hit["digest"]):
         return hit
     if shutil.which("mmdebstrap") is None:
         raise FxError("mmdebstrap is not installed", where="rootfs " + recipe.lock_key,
                       hint="apt-get install mmdebstrap (the portable builder needs it)")
-    include = [f"{p}={v}" for p, v in sorted(pins.items())] if pins else list(recipe.packages)
+    include = [f"{p}={v}" for p, v in sorted(pins.items())] if pins else [*recipe.packages, *ALWAYS]
     log(f"rootfs [{recipe.lock_key}]: mmdebstrap ({len(include)} packages)")
     with tempfile.TemporaryDirectory(prefix="fx-rootfs-", dir=store.root) as tmp:
         tmpdir = Path(tmp)
@@ -143,7 +151,6 @@ def build_rootfs(recipe: RootfsRecipe, store: BlobStore, cache: KeyedCache, lock
     record = {"digest": w.digest, "size": w.size, "packages": versions}
     if pins is None:
         lock.record(recipe, versions)
-        key = inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, recipe.packages, recipe.user,
-                         recipe.uid, recipe.owned_dirs, recipe.root_dirs, versions)
+        key = _cache_key(recipe, versions)
     cache.put(key, record)
     return record
