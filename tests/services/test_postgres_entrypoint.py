@@ -103,7 +103,7 @@ def _stop(proc, pgdata: Path):
 
 def psql(port, user, password, db, sql):
     env = {"PGPASSWORD": password, "PATH": os.environ.get("PATH", ""), "PGCONNECT_TIMEOUT": "5"}
-    return subprocess.run([str(PGBIN / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1",
+    return subprocess.run([str(PGBIN / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
                            "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", db, "-c", sql],
                           env=env, capture_output=True, text=True, timeout=30)
 
