@@ -246,7 +246,9 @@ in
     (name: spec: {
       inherit name;
       inherit (spec) kind deploy gpu portable portable_reason;
-      ref = "${images.${name}.imageName}:${images.${name}.imageTag}";
+      # Without string context (nix2container's imageRefUnsafe does the same): naming an image
+      # must not make whoever reads the manifest build it; the copy scripts do that.
+      ref = builtins.unsafeDiscardStringContext "${images.${name}.imageName}:${images.${name}.imageTag}";
       envVar = builtins.replaceStrings [ "-" "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ] [ "_" "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ] name + "_IMAGE";
       copyToDockerDaemon = "${images.${name}.copyToDockerDaemon}/bin/copy-to-docker-daemon";
     })

@@ -36,9 +36,10 @@ let
   };
 
   poetry =
-    if substring 0 4 pkgs.poetry.version == "1.8."
+    let version = pkgs.poetry.version or (builtins.parseDrvName pkgs.poetry.name).version; in
+    if substring 0 4 version == "1.8."
     then pkgs.poetry
-    else throw "the pinned nixpkgs has Poetry ${pkgs.poetry.version}; poetry2nix and poetry.lock need Poetry 1.8";
+    else throw "the pinned nixpkgs has Poetry ${version}; poetry2nix and poetry.lock need Poetry 1.8";
 
   testSrc = builtins.path {
     path = src;
@@ -92,6 +93,7 @@ in
   legacyPackages.${system} = {
     inherit harnessEnv testEnv;
     image-manifest = stack.manifestFile;
+    image-manifest-gpu = stack.manifestFileGpu;
     image-loaders = stack.loaders;
     stack-scripts = stack.scripts;
   };

@@ -29,9 +29,14 @@ let
       && builtins.match ".*\\.py[co]" path == null;
   };
 
-  manifestFile = pkgs.writeText "fxstack-nix-images.json" (toJSON manifest);
-
   loadable = gpu: filter (n: manifest.${n}.deploy && (gpu || !manifest.${n}.gpu)) (attrNames manifest);
+
+  # Every image with its ref and flags; the copy script only for the images this app loads, so
+  # `nix run .#stack-up` builds neither fx-base nor the CUDA image.
+  manifestFile = gpu: pkgs.writeText "fxstack-nix-images.json" (toJSON (builtins.mapAttrs
+    (n: m: builtins.removeAttrs m [ "copyToDockerDaemon" ]
+      // lib.optionalAttrs (elem n (loadable gpu)) { inherit (m) copyToDockerDaemon; })
+    manifest));
 
   # Copies each image into Docker, then writes $state/images.env like the portable loader
   # (src/fxstack/load/loader.py write_images_env): our lines replace the same variables, other
@@ -83,7 +88,7 @@ let
           fi
           export FXSTACK_ROOT
           export FXSTACK_IMAGES_FROM=nix
-          export FXSTACK_NIX_IMAGES=${manifestFile}
+          export FXSTACK_NIX_IMAGES=${manifestFile gpu}
           ${lib.optionalString gpu "export FXSTACK_GPU=1"}
           export PYTHONPATH=${harnessSrc}/src''${PYTHONPATH:+:$PYTHONPATH}
           ${lib.optionalString load "fx-load-images"}
@@ -103,7 +108,9 @@ let
   };
 in
 {
-  inherit harnessSrc manifestFile;
+  inherit harnessSrc;
+  manifestFile = manifestFile false;
+  manifestFileGpu = manifestFile true;
   loaders = loaders false;
   apps = builtins.mapAttrs (_: a: { inherit (a) type program; }) apps;
   scripts = builtins.mapAttrs (_: a: a.drv) apps;

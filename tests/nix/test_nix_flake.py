@@ -328,3 +328,22 @@ def test_dev_shell(flake):
     poetry = next(flake.drv(p) for p in shell["args"]["packages"] if flake.drv(p)["fn"] == "nixpkgs.poetry")
     assert poetry["name"].startswith("poetry-1.8.")
     assert flake.drvs[flake.data["formatter"]]["fn"] == "nixpkgs.nixfmt-rfc-style"
+
+
+@pytest.mark.parametrize("app", ["stack-up", "stack-up-gpu"])
+def test_manifest_references_only_the_images_the_app_loads(flake, specs, app):
+    """Naming an image in the manifest must not make `nix run` build it (fx-base, and the CUDA image for stack-up)."""
+    import json as _json
+    text = script_of(flake, app)["args"]["text"]
+    manifest_path = re.search(r"FXSTACK_NIX_IMAGES=(\S+)", text).group(1)
+    manifest = _json.loads(flake.drvs[manifest_path]["args"]["text"])
+    assert sorted(manifest) == SPEC_NAMES
+    for name, spec in specs.items():
+        entry = manifest[name]
+        assert entry["ref"] == f"{name}:{flake.data['images'][name]['imageTag']}"
+        assert entry["envVar"] == name.upper().replace("-", "_") + "_IMAGE"
+        assert {k: entry[k] for k in ("kind", "deploy", "gpu", "portable", "portable_reason")} == {
+            k: spec[k] for k in ("kind", "deploy", "gpu", "portable", "portable_reason")}
+        loads = spec["deploy"] and (app == "stack-up-gpu" or not spec["gpu"])
+        assert ("copyToDockerDaemon" in entry) == loads, name
+        assert (flake.data["images"][name]["copyToDockerDaemon"] in text + loader_text(flake, app)) == loads, name
