@@ -64,6 +64,7 @@ class ServiceState:
     restarts: int
     started_at: str | None
     ports: dict
+    created: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -94,6 +95,7 @@ def service_states(dc) -> dict[str, ServiceState]:
             restarts=attrs.get("RestartCount", 0),
             started_at=st.get("StartedAt"),
             ports=(attrs.get("NetworkSettings") or {}).get("Ports") or {},
+            created=attrs.get("Created") or "",
         )
         prev = result.get(svc)
         if prev is None or (state.started_at or "") > (prev.started_at or ""):

@@ -150,6 +150,8 @@ def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float,
                  clock_start: float | None = None) -> WaitResult:
     """Poll Docker until every service is healthy (one-shots: exited 0). Raise FxError otherwise."""
     start = clock_start if clock_start is not None else time.monotonic()
+    # containers older than this call may be replaced by Compose: judge them only once it is done
+    wall_start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - (time.monotonic() - start)))
     view = ProgressView(services, out)
     ready: dict[str, float] = {}
     exited_since: dict[str, float] = {}
@@ -163,6 +165,9 @@ def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float,
             st = states.get(svc)
             if st is None:
                 rows[svc] = ("waiting", "-", ready.get(svc, elapsed), False)
+                continue
+            if compose_proc is not None and compose_proc.poll() is None and st.created[:19] < wall_start:
+                rows[svc] = (st.state, "(previous)", elapsed, False)
                 continue
             if svc in oneshots:
                 done = st.state == "exited" and st.exit_code == 0
