@@ -30,9 +30,9 @@ DPKG_EXCLUDES = ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*",
                  "/usr/share/info/*", "/usr/share/lintian/*"]
 DPKG_INCLUDES = ["/usr/share/doc/*/copyright"]
 # init-system-helpers needs `usrmerge | usr-is-merged`; left to itself apt picks usrmerge,
-# which drags in a full Perl (~50 MB per root filesystem) to convert a tree that is already
-# merged. Naming the empty marker package keeps Perl out.
-ALWAYS = ("usr-is-merged",)
+# which drags in a full Perl (~50 MB per root filesystem). mmdebstrap's merged-usr hook lays
+# out the /usr symlinks the way debootstrap does and installs the empty usr-is-merged instead.
+MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _hooks(recipe: RootfsRecipe, versions_out: Path) -> list[str]:
 
 
 def _cache_key(recipe: RootfsRecipe, pins: dict[str, str] | None) -> str:
-    return inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, recipe.packages + ALWAYS,
+    return inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, "merged-usr-hook", recipe.packages,
                       recipe.user, recipe.uid, recipe.owned_dirs, recipe.root_dirs, pins)
 
 
@@ -121,13 +121,13 @@ def build_rootfs(recipe: RootfsRecipe, store: BlobStore, cache: KeyedCache, lock
     if shutil.which("mmdebstrap") is None:
         raise FxError("mmdebstrap is not installed", where="rootfs " + recipe.lock_key,
                       hint="apt-get install mmdebstrap (the portable builder needs it)")
-    include = [f"{p}={v}" for p, v in sorted(pins.items())] if pins else [*recipe.packages, *ALWAYS]
+    include = [f"{p}={v}" for p, v in sorted(pins.items())] if pins else list(recipe.packages)
     log(f"rootfs [{recipe.lock_key}]: mmdebstrap ({len(include)} packages)")
     with tempfile.TemporaryDirectory(prefix="fx-rootfs-", dir=store.root) as tmp:
         tmpdir = Path(tmp)
         versions_file, raw_tar = tmpdir / "versions.tsv", tmpdir / "rootfs.tar"
         cmd = ["mmdebstrap", "--variant=essential", "--mode=root", "--format=tar",
-               "--include=" + ",".join(include)]
+               f"--hook-dir={MERGED_USR_HOOKS}", "--include=" + ",".join(include)]
         cmd += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
         cmd += [f"--dpkgopt=path-include={p}" for p in DPKG_INCLUDES]
         cmd += [f"--customize-hook={h}" for h in _hooks(recipe, versions_file)]
