@@ -44,7 +44,10 @@ let
   testSrc = builtins.path {
     path = src;
     name = "fxstack-test-src";
-    filter = path: type: !(builtins.elem (baseNameOf path) [ ".git" ".venv" ".fxstack" "__pycache__" ".pytest_cache" "result" ]);
+    # What .gitignore ignores (a flake from a git checkout has none of it anyway; a path: flake would).
+    filter = path: type:
+      !(builtins.elem (baseNameOf path) [ ".git" ".venv" ".fxstack" "__pycache__" ".pytest_cache" ".mypy_cache" "result" ])
+      && !(builtins.elem (toString path) [ "${toString src}/build" "${toString src}/bench/results" "${toString src}/compose/.env" ]);
   };
 
   checks = {

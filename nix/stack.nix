@@ -22,7 +22,7 @@ let
     name = "fxstack-harness-src";
     filter = path: type:
       let
-        rel = builtins.substring (builtins.stringLength root + 1) (-1) (toString path);
+        rel = builtins.substring (builtins.stringLength root + 1) (builtins.stringLength (toString path)) (toString path);
         top = head (builtins.filter builtins.isString (split "/" rel));
       in
       elem top keepTop && !(elem (baseNameOf path) [ "__pycache__" ".pytest_cache" ".fxstack" ])
