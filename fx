@@ -5,6 +5,7 @@
 #   ./fx <anything>    any other fxstack command (build, load, status, logs, down, test, specs ...)
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
+case "${1:-}" in check*|bench) export FX_WITH_TESTS=1 ;; esac
 "$root/scripts/bootstrap.sh"
 export PATH="$root/.venv/bin:$PATH"
 cd "$root"

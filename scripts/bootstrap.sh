@@ -39,16 +39,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 venv="$root/.venv"
-stamp="$venv/.requirements.sha256"
-want_sum=$(cat requirements/harness.txt requirements/tests.txt pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1)
+pipi() { "$venv/bin/pip" install -q --disable-pip-version-check "$@"; }
+stamp="$venv/.harness.sha256"
+want_sum=$(cat requirements/harness.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want_sum" ]; then
   say "creating the harness virtual environment in .venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r requirements/harness.txt
-  [ -f requirements/tests.txt ] && "$venv/bin/pip" install -q --disable-pip-version-check -r requirements/tests.txt
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>/dev/null \
-    || "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+  pipi --require-hashes -r requirements/harness.txt
+  pipi --no-deps -e .
   echo "$want_sum" > "$stamp"
+fi
+# The services' own dependencies, for the tests that run their code on this host. torch is
+# the CPU build (this machine's local file); everything else is hash-checked from poetry.lock.
+if [ "${FX_WITH_TESTS:-0}" = 1 ]; then
+  tstamp="$venv/.tests.sha256"
+  tsum=$(cat requirements/tests.txt requirements/tests-torch.txt | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$tstamp" 2>/dev/null)" != "$tsum" ]; then
+    say "installing the services' test dependencies into .venv"
+    pipi -r requirements/tests-torch.txt
+    pipi --no-deps --require-hashes -r requirements/tests.txt
+    echo "$tsum" > "$tstamp"
+  fi
 fi
 
 if ! docker info >/dev/null 2>&1; then

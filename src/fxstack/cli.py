@@ -30,7 +30,8 @@ def _cmd_lock_export(args: argparse.Namespace) -> int:
     from .paths import repo_root
 
     root = repo_root()
-    text = export_requirements(PoetryLock(root / "poetry.lock", root / "pyproject.toml"), args.groups)
+    text = export_requirements(PoetryLock(root / "poetry.lock", root / "pyproject.toml"), args.groups,
+                               tuple(args.exclude))
     if args.output:
         from .build.store import atomic_write_bytes
 
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lock-export", help="print pip requirements with hashes for Poetry groups")
     p.add_argument("groups", nargs="+", help="Poetry groups (`main` is the harness's own)")
     p.add_argument("-o", "--output", help="write to this file (atomically)")
+    p.add_argument("--exclude", action="append", default=[], metavar="NAME",
+                   help="leave out a package (a trailing * matches a prefix)")
     p.set_defaults(func=_cmd_lock_export)
     # Each part registers its own subcommands, so this file stays a table of contents.
     for module in ("fxstack.build.commands", "fxstack.stack.commands"):

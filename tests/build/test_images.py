@@ -93,6 +93,20 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
     before = [l.digest for l in images["fx-fastapi"].layers]
     after = [l.digest for l in changed.layers]
     assert before[:-1] == after[:-1] and before[-1] != after[-1]
+    # Reloading copies only what Docker and the registry lack: the app layer and the config.
+    from fxstack.load.loader import docker_client, load_via_registry
+    from fxstack.load.registry import LocalRegistry
+
+    copy_builder = Builder(root=copy, state=tmp_path / "state", cache=builder.store.root.parent / "cache",
+                           log=lambda m: None)
+    registry = LocalRegistry(builder.state)
+    registry.ensure_running()
+    manifest = json.loads(copy_builder.store.path(changed.manifest_digest).read_bytes())
+    sent = load_via_registry(copy_builder, changed, docker_client(), registry, lambda m: None)
+    assert sent == changed.layers[-1].size + manifest["config"]["size"]
+    out = run(docker_client(), changed.ref, ["python3", "-c",
+              "print(open('/app/fxservices/inference/app.py').read().splitlines()[-1])"])
+    assert out.strip() == "# a one-line change"
 
 
 def free_port() -> int:

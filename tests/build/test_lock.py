@@ -156,3 +156,16 @@ def test_real_lock_groups():
     assert "async-timeout" in api
     for f in lock.files_for(["base", "fastapi"]):
         assert not f.is_wheel or "win" not in f.filename and "macosx" not in f.filename
+
+
+@pytest.mark.parametrize("path,args", [
+    ("requirements/harness.txt", (["main", "dev"], ())),
+    ("requirements/tests.txt", (["main", "dev", "base", "fastapi", "mlflow", "fingpt"],
+                                ("torch", "nvidia-*", "triton", "bitsandbytes"))),
+])
+def test_host_requirements_match_the_lock(path, args):
+    from fxstack.lock.poetry_lock import export_requirements
+
+    lock = PoetryLock(ROOT / "poetry.lock", ROOT / "pyproject.toml")
+    assert (ROOT / path).read_text() == export_requirements(lock, *args), \
+        f"{path} is stale: regenerate it with `./fx lock-export` (see its first line)"

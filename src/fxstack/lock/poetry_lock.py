@@ -213,15 +213,18 @@ def _python_ok(python_versions: str) -> bool:
     return True if spec is None else MARKER_ENV["python_full_version"] in spec
 
 
-def export_requirements(lock: PoetryLock, groups: list[str]) -> str:
+def export_requirements(lock: PoetryLock, groups: list[str], exclude: tuple[str, ...] = ()) -> str:
     """pip requirements with every locked hash of each package, for `--require-hashes`.
 
     Markers are evaluated for the image target, which is also the host's interpreter
     family (CPython 3.11 on Linux); all files' hashes are kept so pip may pick the one
     that fits the host.
     """
-    lines = [f"# generated from poetry.lock by `fxstack lock-export {' '.join(groups)}`; do not edit\n"]
+    flags = "".join(f" --exclude {e}" for e in exclude)
+    lines = [f"# generated from poetry.lock by `fxstack lock-export {' '.join(groups)}{flags}`; do not edit\n"]
     for pkg in lock.resolve(groups):
+        if any(pkg.name == e or pkg.name.startswith(e.rstrip("*")) and e.endswith("*") for e in exclude):
+            continue
         hashes = " ".join(f"--hash={h}" for _, h in sorted(pkg.files, key=lambda fh: fh[1]))
         lines.append(f"{pkg.name}=={pkg.version} {hashes}\n")
     return "".join(lines)
