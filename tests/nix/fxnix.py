@@ -75,10 +75,10 @@ def python_specs(root: Path) -> dict[str, Any]:
     return specs_json(load_specs(root))
 
 
-def copy_repo(dest: Path) -> Path:
+def copy_repo(dest: Path, source: Path = ROOT) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in COPY_PATHS:
-        src = ROOT / name
+        src = source / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         elif src.exists():

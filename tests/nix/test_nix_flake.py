@@ -219,8 +219,8 @@ def all_envs(flake):
     return {p: d for p, d in flake.drvs.items() if d["fn"] == "poetry2nix.mkPoetryEnv"}
 
 
-def test_poetry2nix_environments(flake, specs):
-    pyproject = tomllib.loads((fxnix.ROOT / "pyproject.toml").read_text())
+def test_poetry2nix_environments(flake, specs, snapshot):
+    pyproject = tomllib.loads((snapshot / "pyproject.toml").read_text())
     groups = {"main", *pyproject["tool"]["poetry"]["group"]}
     python311 = {p for p, d in flake.drvs.items() if d["fn"] == "nixpkgs.python311"}
     seen = []
@@ -230,8 +230,8 @@ def test_poetry2nix_environments(flake, specs):
         assert args["checkGroups"] == []
         assert set(args["groups"]) <= groups
         assert args["python"]["$drv"] in python311
-        assert args["pyproject"] == {"$path": str(fxnix.ROOT / "pyproject.toml")}
-        assert args["poetrylock"] == {"$path": str(fxnix.ROOT / "poetry.lock")}
+        assert args["pyproject"] == {"$path": str(snapshot / "pyproject.toml")}
+        assert args["poetrylock"] == {"$path": str(snapshot / "poetry.lock")}
         assert args["projectDir"].startswith("/nix/store/") and args["projectDir"].endswith("-fxstack-poetry-project")
         seen.append(args["groups"])
     expected = {tuple(s["groups"]) for s in specs.values() if s["kind"] == "python"}
@@ -239,10 +239,10 @@ def test_poetry2nix_environments(flake, specs):
     assert {tuple(g) for g in seen} == expected
 
 
-def test_overrides_name_real_lock_packages(flake):
-    lock = tomllib.loads((fxnix.ROOT / "poetry.lock").read_text())
+def test_overrides_name_real_lock_packages(flake, snapshot):
+    lock = tomllib.loads((snapshot / "poetry.lock").read_text())
     locked = {p["name"] for p in lock["package"]}
-    text = (fxnix.ROOT / "nix" / "poetry-overrides.nix").read_text()
+    text = (snapshot / "nix" / "poetry-overrides.nix").read_text()
     for env in all_envs(flake).values():
         (summary,) = env["args"]["overrides"]
         assert summary["defaults"] is True, "poetry2nix's default overrides must stay in"

@@ -93,7 +93,7 @@ WITH_APP = [n for n in SPEC_NAMES if fxnix.read_spec(fxnix.ROOT, n).get("app")]
 
 
 @pytest.mark.parametrize("name", WITH_APP)
-def test_app_script_copies_the_app_entries(flake, specs, name, tmp_path):
+def test_app_script_copies_the_app_entries(flake, specs, snapshot, name, tmp_path):
     spec = specs[name]
     (tree,) = flake.copy_to_root(flake.layers(name)[-1])
     script = tree["args"]["script"]
@@ -101,12 +101,12 @@ def test_app_script_copies_the_app_entries(flake, specs, name, tmp_path):
     assert len(copies) == len(spec["app"])
     for store_path, entry in zip(copies, spec["app"]):
         assert store_path.endswith("-fx-app-" + Path(entry["src"]).name)
-        script = script.replace(store_path, str(fxnix.ROOT / entry["src"]))
+        script = script.replace(store_path, str(snapshot / entry["src"]))
     out = tmp_path / "out"
     proc = run(script, {"out": str(out)}, tmp_path)
     assert proc.returncode == 0, proc.stderr
     for entry in spec["app"]:
-        src, dest = fxnix.ROOT / entry["src"], out / entry["dest"].lstrip("/")
+        src, dest = snapshot / entry["src"], out / entry["dest"].lstrip("/")
         if src.is_file():
             assert dest.read_bytes() == src.read_bytes()
         else:
@@ -179,13 +179,13 @@ def test_loader_writes_nothing_when_a_copy_fails(flake, tmp_path):
     assert not (state / "images.env").exists()
 
 
-def test_stack_app_runs_the_harness_cli(flake, tmp_path):
+def test_stack_app_runs_the_harness_cli(flake, snapshot, tmp_path):
     """stack-test with the store paths swapped for this checkout: the harness starts and parses its arguments."""
     program = flake.data["apps"]["stack-test"]["program"]
     drv = flake.drvs[program.rsplit("/bin/", 1)[0]]
     text = drv["args"]["text"]
     harness_src = re.search(r"FXSTACK_ROOT=(/nix/store/\S+-fxstack-harness-src)", text).group(1)
-    text = text.replace(harness_src, str(fxnix.ROOT))
+    text = text.replace(harness_src, str(snapshot))
     text = re.sub(r"/nix/store/\S+-env/bin/python", str(Path(os.sys.executable)), text)
     proc = run(text, {"HOME": str(tmp_path), "FXSTACK_STATE": str(tmp_path / "state")}, tmp_path, "--help")
     assert proc.returncode == 0, proc.stderr

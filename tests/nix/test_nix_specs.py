@@ -12,8 +12,8 @@ SPEC_NAMES = sorted(p.stem for p in (fxnix.ROOT / "images").glob("*.toml"))
 
 
 @pytest.fixture(scope="module")
-def nix_specs():
-    return fxnix.nix_specs(fxnix.ROOT)
+def nix_specs(snapshot):
+    return fxnix.nix_specs(snapshot)
 
 
 def test_same_images(nix_specs, specs):
