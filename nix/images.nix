@@ -21,7 +21,7 @@
 , lib
 }:
 let
-  inherit (builtins) attrNames concatMap concatStringsSep filter elem foldl' isString listToAttrs map match mapAttrs throw toString;
+  inherit (builtins) concatMap concatStringsSep filter elem foldl' listToAttrs map match mapAttrs throw toString;
 
   users = import ./users.nix;
   compat = import ./compat.nix;
@@ -249,7 +249,8 @@ in
       # Without string context (nix2container's imageRefUnsafe does the same): naming an image
       # must not make whoever reads the manifest build it; the copy scripts do that.
       ref = builtins.unsafeDiscardStringContext "${images.${name}.imageName}:${images.${name}.imageTag}";
-      envVar = builtins.replaceStrings [ "-" "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ] [ "_" "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ] name + "_IMAGE";
+      # Compose's variable for the image, as src/fxstack/load/loader.py names it.
+      envVar = lib.toUpper (builtins.replaceStrings [ "-" ] [ "_" ] name) + "_IMAGE";
       copyToDockerDaemon = "${images.${name}.copyToDockerDaemon}/bin/copy-to-docker-daemon";
     })
     all;
