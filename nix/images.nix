@@ -1,7 +1,7 @@
 # Every images/<name>.toml as a nix2container image.
 #
 # Layers, in order (each one skips what the layers before it already hold):
-#   1. system  the spec's packages.nixpkgs (+ the CUDA runtime for gpu images), the Python
+#   1. system  the spec's packages.nixpkgs + ./baseline.nix (+ the CUDA runtime for gpu images), the Python
 #              interpreter, /etc/passwd + /etc/group for the spec's user, /app, /data, /tmp,
 #              /usr/bin -> /bin and the Debian-named links of ./compat.nix;
 #   2. env     per Poetry group list of the base chain: fx-base's groups first (the shared
@@ -66,7 +66,9 @@ let
   envFor = spec: groups: envTable.${instKey spec}.${groupsKey groups};
 
   # --- layer 1: system ------------------------------------------------------------------
-  systemPackages = spec: map (getPkg spec) (filter (n: !(isPythonAttr n)) spec.packages.nixpkgs);
+  baseline = import ./baseline.nix;
+  systemNames = spec: lib.unique (filter (n: !(isPythonAttr n)) spec.packages.nixpkgs ++ baseline);
+  systemPackages = spec: map (getPkg spec) (systemNames spec);
   cudaPackages = spec: lib.optionals spec.gpu (map (getPkg spec) cuda.packages);
 
   # The image's root filesystem below /nix/store, as one derivation (one tree, so no two

@@ -102,7 +102,7 @@ MUTATIONS = {
     "volumes": ("redis", _set("volumes", ["/data", "/backup"])),
     "env": ("redis", _set("env", {"REDIS_EXTRA": "1"})),
     "labels": ("redis", _set("labels", {"org.opencontainers.image.title": "redis", "x": "y"})),
-    "packages": ("redis", lambda raw: raw["packages"]["nixpkgs"].append("coreutils")),
+    "packages": ("redis", lambda raw: raw["packages"]["nixpkgs"].append("jq")),
 }
 
 

@@ -4,6 +4,7 @@ the apps, checks and dev shell contain."""
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 
@@ -16,6 +17,17 @@ pytestmark = [pytest.mark.unit, fxnix.needs_nix]
 SPEC_NAMES = sorted(p.stem for p in (fxnix.ROOT / "images").glob("*.toml"))
 AIRFLOW = ["fx-airflow-scheduler", "fx-airflow-webserver", "fx-airflow-worker"]
 FLAKE_ENV = {"PATH", "SSL_CERT_FILE", "LD_LIBRARY_PATH", "NVIDIA_DRIVER_CAPABILITIES"}
+
+
+@functools.cache
+def baseline() -> list[str]:
+    """nix/baseline.nix: what every image has besides its spec's packages."""
+    return fxnix.eval_json(fxnix.ROOT / "nix" / "baseline.nix")
+
+
+def test_every_image_has_bash_and_coreutils():
+    """docs/contracts.md: health checks use bash /dev/tcp; airflow-init runs `bash -ec`."""
+    assert {"bashInteractive", "coreutils"} <= set(baseline())
 
 
 def python_images(specs):
@@ -142,6 +154,7 @@ def test_layers_in_order(flake, specs, name):
     system, rest = layers[0], layers[1:]
     assert system["args"]["metadata"]["created_by"].startswith("fxstack: system")
     expected_pkgs = [p for p in spec["packages"]["nixpkgs"] if not re.fullmatch(r"python3\d+", p)]
+    expected_pkgs += [p for p in baseline() if p not in expected_pkgs]
     (rootfs,) = flake.copy_to_root(system)
     assert rootfs["name"] == f"fx-rootfs-{spec['user']}"
     assert [nixpkgs_attr(flake, p) for p in rootfs["args"]["env"]["packages"]] == expected_pkgs
