@@ -115,6 +115,7 @@ def test_tini_and_entrypoint_binary_are_in_the_image(flake, specs, name):
         assert spec["entrypoint"][1] == "--"
 
 
+@functools.cache
 def compat_links():
     """nix/compat.nix: nixpkgs attribute -> [(link, target)]."""
     data = fxnix.eval_json(fxnix.ROOT / "nix" / "compat.nix")
