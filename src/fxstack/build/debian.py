@@ -33,6 +33,8 @@ DPKG_INCLUDES = ["/usr/share/doc/*/copyright"]
 # which drags in a full Perl (~50 MB per root filesystem). mmdebstrap's merged-usr hook lays
 # out the /usr symlinks the way debootstrap does and installs the empty usr-is-merged instead.
 MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
+# dpkg without fsync inside the throw-away build root: same files, a fraction of the time.
+EATMYDATA_HOOKS = Path("/usr/share/mmdebstrap/hooks/eatmydata")
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ def build_rootfs(recipe: RootfsRecipe, store: BlobStore, cache: KeyedCache, lock
         versions_file, raw_tar = tmpdir / "versions.tsv", tmpdir / "rootfs.tar"
         cmd = ["mmdebstrap", "--variant=essential", "--mode=root", "--format=tar",
                f"--hook-dir={MERGED_USR_HOOKS}", "--include=" + ",".join(include)]
+        if shutil.which("eatmydata") and EATMYDATA_HOOKS.is_dir():
+            cmd.append(f"--hook-dir={EATMYDATA_HOOKS}")
         cmd += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
         cmd += [f"--dpkgopt=path-include={p}" for p in DPKG_INCLUDES]
         cmd += [f"--customize-hook={h}" for h in _hooks(recipe, versions_file)]

@@ -12,11 +12,9 @@ def group_by_users(needs: Mapping[str, set[T]], max_layers: int) -> list[tuple[f
     """Partition items into classes keyed by the set of images that use them.
 
     `needs` maps image -> items. Classes used by more images come first, so that images
-    sharing a class tend to share the layers below it too. When an image would carry more
-    than `max_layers` package layers, its smallest classes are merged into the next
-    smallest until it fits (merged classes are keyed by the union of their users, which
-    keeps each image's content exact: an image gets the merged layer only if it needs every
-    item... so we only merge classes with identical users' supersets — see below).
+    sharing a class tend to share the layers below it too (Docker stores a layer once per
+    parent chain). If an image would carry more than `max_layers` package layers, its
+    smallest classes are merged (see `_fit`).
     """
     users: dict[T, set[str]] = defaultdict(set)
     for image, items in needs.items():
@@ -31,12 +29,11 @@ def group_by_users(needs: Mapping[str, set[T]], max_layers: int) -> list[tuple[f
 
 
 def _fit(ordered, needs, max_layers):
-    """Merge classes while any image has too many layers.
+    """Merge classes while any image has more than `max_layers` of them.
 
-    An image may only receive items it needs, so two classes can merge only into a class
-    whose users are the intersection... that would drop items. Instead we merge a small class
-    into one with a superset of its users' images: the items then reach images that do not
-    need them. That costs bytes, never correctness, and happens only past `max_layers`.
+    The smallest class of the most crowded image is merged into another class of that image,
+    preferably one whose users include all of its users. The merged layer then also reaches
+    images that did not ask for some of its items: bytes, never a missing package.
     """
     def count(image):
         return sum(1 for who, _ in ordered if image in who)
