@@ -35,36 +35,42 @@ def offline_path(data_dir: str | None = None) -> str:
     return os.path.join(base, OFFLINE_RELPATH)
 
 
-pair = Entity(
-    name=ENTITY_NAME,
-    join_keys=["pair"],
-    value_type=ValueType.STRING,
-    description="Currency pair in OANDA notation, e.g. EUR_USD",
-)
+def build(data_dir: str | None = None):
+    """(entity, source, view) with the offline source under `data_dir` (default FX_DATA_DIR,
+    read now: a long-lived process that changes FX_DATA_DIR gets the new path)."""
+    entity = Entity(
+        name=ENTITY_NAME,
+        join_keys=["pair"],
+        value_type=ValueType.STRING,
+        description="Currency pair in OANDA notation, e.g. EUR_USD",
+    )
+    source = FileSource(
+        name="fx_market_source",
+        path=offline_path(data_dir),
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+    )
+    view = FeatureView(
+        name=FEATURE_VIEW_NAME,
+        entities=[entity],
+        ttl=timedelta(days=7),
+        schema=[Field(name=name, dtype=Float64) for name in FEATURE_NAMES + ("close",)]
+        + [Field(name="candle_time", dtype=Int64)],
+        online=True,
+        source=source,
+        tags={"owner": "fx-pipeline"},
+    )
+    return entity, source, view
 
-market_source = FileSource(
-    name="fx_market_source",
-    path=offline_path(),
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created",
-)
 
-fx_market_features = FeatureView(
-    name=FEATURE_VIEW_NAME,
-    entities=[pair],
-    ttl=timedelta(days=7),
-    schema=[Field(name=name, dtype=Float64) for name in FEATURE_NAMES + ("close",)]
-    + [Field(name="candle_time", dtype=Int64)],
-    online=True,
-    source=market_source,
-    tags={"owner": "fx-pipeline"},
-)
+# Module-level objects: what `feast apply` (the CLI) finds when it imports this repo.
+pair, market_source, fx_market_features = build()
 
 
 def feature_refs() -> list[str]:
     return [f"{FEATURE_VIEW_NAME}:{name}" for name in FEATURE_NAMES + INFO_NAMES]
 
 
-def objects() -> list:
-    """What `apply` registers."""
-    return [pair, market_source, fx_market_features]
+def objects(data_dir: str | None = None) -> list:
+    """What `apply` registers, built for the current FX_DATA_DIR (or `data_dir`)."""
+    return list(build(data_dir))

@@ -11,15 +11,17 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 
-def apply_repo(repo_path: Optional[str | Path] = None):
-    """`feast apply` done in code: registers the entity, source and feature view."""
+def apply_repo(repo_path: Optional[str | Path] = None, data_dir: Optional[str | Path] = None):
+    """`feast apply` done in code: registers the entity, source and feature view (the source
+    under `data_dir`, default FX_DATA_DIR; the registry file is under FX_DATA_DIR)."""
     from fxservices.feature_repo import definitions
     from fxservices.feature_repo.store import get_store, registry_path
 
     registry_path().parent.mkdir(parents=True, exist_ok=True)
     store = get_store(repo_path)
-    store.apply(definitions.objects())
-    log.info("feast apply: %s", [o.name for o in definitions.objects()])
+    objs = definitions.objects(str(data_dir) if data_dir else None)
+    store.apply(objs)
+    log.info("feast apply: %s (offline source %s)", [o.name for o in objs], objs[1].path)
     return store
 
 
@@ -38,7 +40,7 @@ def materialize(data_dir: str | Path, repo_path: Optional[str | Path] = None) ->
         raise ValueError(f"{path} holds no rows")
     start = df["event_timestamp"].min().to_pydatetime() - timedelta(seconds=1)
     end = df["event_timestamp"].max().to_pydatetime() + timedelta(seconds=1)
-    store = apply_repo(repo_path)
+    store = apply_repo(repo_path, data_dir)
     store.materialize(start_date=start, end_date=end)
     latest = {p: t.isoformat() for p, t in df.groupby("pair")["event_timestamp"].max().items()}
     log.info("materialized %s .. %s into the online store: %s", start, end, latest)
