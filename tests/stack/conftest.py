@@ -20,12 +20,19 @@ PORT_VARS = ("FX_AIRFLOW_PORT", "FX_MLFLOW_PORT", "FX_API_PORT", "FX_PROMETHEUS_
              "FX_FINGPT_PORT")
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def _free_port(taken: set[int] = set()) -> int:
+    """A free port below the kernel's ephemeral range (32768+), where outgoing connections
+    could take it between now and `docker-compose up`."""
+    import random
+
+    from fxstack.stack.docker_state import port_in_use
+
+    for _ in range(1000):
+        port = random.randint(20000, 32000)
+        if port not in taken and not port_in_use("127.0.0.1", port):
+            taken.add(port)
+            return port
+    raise RuntimeError("no free port in 20000-32000 on 127.0.0.1")
 
 
 @pytest.fixture(scope="session")

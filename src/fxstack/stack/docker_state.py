@@ -72,7 +72,18 @@ class ServiceState:
 
 
 def project_containers(dc, all_: bool = True) -> list:
-    return dc.containers.list(all=all_, filters={"label": f"com.docker.compose.project={project_name()}"})
+    """The project's containers, inspected; ones removed meanwhile (Compose recreating) are skipped."""
+    from docker.errors import NotFound
+
+    found = []
+    for c in dc.containers.list(all=all_, sparse=True,
+                                filters={"label": f"com.docker.compose.project={project_name()}"}):
+        try:
+            c.reload()
+        except NotFound:
+            continue
+        found.append(c)
+    return found
 
 
 def service_states(dc) -> dict[str, ServiceState]:
@@ -114,6 +125,9 @@ def last_logs(dc, container: str, lines: int = 30) -> str:
 def port_in_use(host: str, port: int) -> bool:
     """True when something already listens on host:port (we try to bind it, as Docker would)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # SO_REUSEADDR as docker-proxy (Go) binds: connections in TIME_WAIT from a stack that was
+    # just stopped do not block it, only a listener does
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((host, port))
     except OSError as exc:

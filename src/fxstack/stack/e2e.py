@@ -133,7 +133,8 @@ def wait_dag_run(ep: Endpoints, run_id: str, timeout: float = 900, out: TextIO |
                 if ti.get("state") == "failed":
                     text = task_log(ep, run_id, ti["task_id"], max(1, ti.get("try_number") or 1))
                     detail += f"\n--- log of task {ti['task_id']} (last 30 lines) ---\n"
-                    detail += "\n".join(text.splitlines()[-30:])
+                    detail += "\n".join(line if len(line) <= 300 else line[:300] + " ..."
+                                        for line in text.splitlines()[-30:])
             raise FxError(f"DAG run {run_id} failed; failed tasks: "
                           f"{', '.join(t['task_id'] + '=' + t['state'] for t in failed) or '?'}{detail}",
                           hint="`fxstack logs airflow-worker` has the worker's side; the Airflow UI shows every try")
