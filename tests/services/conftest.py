@@ -1,8 +1,10 @@
 """Tests of the services' code (src/fxservices) against real parts on this host: real Redis,
 a real MLflow server (sqlite backend), a real PostgreSQL 15, real gunicorn, a tiny real LLaMA.
 
-Service dependencies are NOT the harness's: install them with
-    pip install -r tests/services/requirements.txt   (torch: the CPU build)
+Service dependencies come from poetry.lock (groups base, fastapi, mlflow, fingpt):
+`./fx check` installs requirements/tests.txt and requirements/tests-torch.txt (a CPU torch) into
+.venv; system packages redis-server and postgresql-15 come from scripts/bootstrap.sh. Airflow is
+not among them: tests/services/requirements-airflow.txt (own venv, FX_TEST_AIRFLOW) for the DAG.
 A test whose service dependency does not import is skipped, and the reason names the package.
 Test modules import those packages only inside tests and fixtures, so collection never fails.
 """
@@ -63,7 +65,7 @@ def pytest_collection_modifyitems(config, items):
             pkgs = ", ".join(DISTRIBUTION.get(m, m) for m in missing)
             item.add_marker(pytest.mark.skip(
                 reason=f"service dependency not importable: {pkgs} "
-                       "(pip install -r tests/services/requirements.txt)"))
+                       "(./fx check installs them: requirements/tests.txt + tests-torch.txt)"))
 
 
 # --------------------------------------------------------------------------------------------
