@@ -222,3 +222,18 @@ def test_mlflow_down_is_a_quick_503(env, features_ready, monkeypatch):
         r = c.post("/predict", json={"pair": "EUR_USD"})
         assert r.status_code == 503 and "cannot be reached" in r.json()["detail"]
         assert time.monotonic() - t0 < 10
+
+
+def test_bad_configuration_is_a_503_naming_the_variable(env, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from fxservices.inference import app as app_module
+
+    monkeypatch.setenv("REDIS_PORT", "six-three-seven-nine")
+    app_module.reset_services()
+    with TestClient(app_module.app, raise_server_exceptions=False) as c:
+        assert c.get("/health").status_code == 200  # the process is up all the same
+        r = c.get("/ready")
+        assert r.status_code == 503 and "REDIS_PORT='six-three-seven-nine'" in r.json()["detail"]
+        r = c.post("/predict", json={"pair": "EUR_USD"})
+        assert r.status_code == 503 and "REDIS_PORT" in r.json()["detail"]

@@ -121,19 +121,20 @@ def reset_services() -> None:
 
 @asynccontextmanager
 async def _lifespan(_app):
-    # per worker: import the heavy libraries before traffic, then freeze the heap
-    await run_in_threadpool(_warm_imports)
-    _freeze_heap()
+    # Per worker, in the background (so /health answers at once): import the heavy libraries
+    # before the first /predict needs them, then freeze the heap.
+    threading.Thread(target=_warm_up, name="fx-warm-up", daemon=True).start()
     yield
 
 
-def _warm_imports() -> None:
+def _warm_up() -> None:
+    from fxservices.inference.imports import ensure_imported
+
     try:
-        import feast  # noqa: F401
-        import mlflow.xgboost  # noqa: F401
-        import xgboost  # noqa: F401
+        ensure_imported()
     except Exception as exc:  # reported by /ready and /predict when they need them
         log.warning("warm-up import failed: %s", exc)
+    _freeze_heap()
 
 
 app = FastAPI(title="FX inference API", version="1.0.0", lifespan=_lifespan,

@@ -30,6 +30,9 @@ class OnlineFeatures:
             with self._lock:
                 if self._store is None:
                     from fxservices.feature_repo.store import get_store, registry_path
+                    from fxservices.inference.imports import ensure_imported
+
+                    ensure_imported()
 
                     reg = registry_path()
                     if not reg.exists():

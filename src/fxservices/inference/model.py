@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 # is down): a request must get an answer quickly.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm in the logs
 
 
 class ModelUnavailable(RuntimeError):
@@ -71,6 +72,9 @@ class ModelCache:
 
     def _mlflow_client(self):
         if self._client is None:
+            from fxservices.inference.imports import ensure_imported
+
+            ensure_imported()
             from mlflow import MlflowClient
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri,
@@ -83,6 +87,9 @@ class ModelCache:
                 f"(it trains a model, registers it and sets the alias), then retry")
 
     def _load(self, version: str, run_id: Optional[str]) -> LoadedModel:
+        from fxservices.inference.imports import ensure_imported
+
+        ensure_imported()
         import mlflow
         import mlflow.xgboost
 
