@@ -11,6 +11,7 @@ APT_PACKAGES=(
   docker.io=20.10.24+dfsg1-1+deb12u1+b6
   mmdebstrap=1.3.5-7
   eatmydata=130-2
+  shellcheck=0.9.0-1
   docker-registry=2.8.2+ds1-1
   nix-bin=2.8.0-1.1+b1
   postgresql-15=15.18-0+deb12u1

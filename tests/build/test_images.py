@@ -76,8 +76,8 @@ def test_noop_rebuild_reuses_every_layer(cpu_images):
     again = {im.name: im for im in Builder(log=lambda m: None).build()}
     for name, im in images.items():
         assert again[name].manifest_digest == im.manifest_digest
-        python_layers = len(im.layers) - 2 if im.name.startswith("fx-") else 0
-        assert again[name].cached_layers == max(python_layers, 0)
+        package_layers = sum(l.comment.startswith("packages:") for l in im.layers)
+        assert again[name].cached_layers == package_layers
 
 
 def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
@@ -88,8 +88,8 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, copy / part)
     app = copy / "src/fxservices/inference/app.py"
     app.write_text(app.read_text() + "\n# a one-line change\n")
-    changed = Builder(root=copy, state=tmp_path / "state", cache=builder.store.root.parent / "cache",
-                      log=lambda m: None).build(["fx-fastapi"])[0]
+    copy_builder = Builder(root=copy, state=builder.state, log=lambda m: None)
+    changed = copy_builder.build(["fx-fastapi"])[0]
     before = [l.digest for l in images["fx-fastapi"].layers]
     after = [l.digest for l in changed.layers]
     assert before[:-1] == after[:-1] and before[-1] != after[-1]
@@ -97,8 +97,6 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
     from fxstack.load.loader import docker_client, load_via_registry
     from fxstack.load.registry import LocalRegistry
 
-    copy_builder = Builder(root=copy, state=tmp_path / "state", cache=builder.store.root.parent / "cache",
-                           log=lambda m: None)
     registry = LocalRegistry(builder.state)
     registry.ensure_running()
     manifest = json.loads(copy_builder.store.path(changed.manifest_digest).read_bytes())

@@ -54,7 +54,7 @@ class RootfsRecipe:
 
 def _drop(name: str) -> bool:
     """Members of mmdebstrap's tar that must not be in a layer."""
-    return (name.startswith("dev/") or name.startswith("var/log/")
+    return (name.startswith("dev/") or name.startswith("var/log/") or name.endswith("-old")
             or name.startswith("var/cache/apt/") or name.startswith("var/lib/apt/lists/")
             or name.startswith("proc/") or name.startswith("sys/"))
 
@@ -103,13 +103,16 @@ def _hooks(recipe: RootfsRecipe, versions_out: Path) -> list[str]:
         hooks.append(f'mkdir -p "$1"{q(d)}')
     for d in recipe.owned_dirs:
         hooks.append(f'mkdir -p "$1"{q(d)} && chroot "$1" chown {q(recipe.user)}: {q(d)}')
+    # Rebuild the linker cache last, so helpers present during the build (eatmydata's
+    # library) leave no trace in it.
+    hooks.append('chroot "$1" /sbin/ldconfig')
     hooks.append("dpkg-query --admindir=\"$1/var/lib/dpkg\" -W -f='${Package}\\t${Version}\\n'"
                  f" > {q(str(versions_out))}")
     return hooks
 
 
 def _cache_key(recipe: RootfsRecipe, pins: dict[str, str] | None) -> str:
-    return inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, "merged-usr-hook", recipe.packages,
+    return inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, "merged-usr-hook+ldconfig", recipe.packages,
                       recipe.user, recipe.uid, recipe.owned_dirs, recipe.root_dirs, pins)
 
 
@@ -132,9 +135,9 @@ def build_rootfs(recipe: RootfsRecipe, store: BlobStore, cache: KeyedCache, lock
                f"--hook-dir={MERGED_USR_HOOKS}", "--include=" + ",".join(include)]
         if shutil.which("eatmydata") and EATMYDATA_HOOKS.is_dir():
             cmd.append(f"--hook-dir={EATMYDATA_HOOKS}")
+        cmd += [f"--customize-hook={h}" for h in _hooks(recipe, versions_file)]
         cmd += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
         cmd += [f"--dpkgopt=path-include={p}" for p in DPKG_INCLUDES]
-        cmd += [f"--customize-hook={h}" for h in _hooks(recipe, versions_file)]
         cmd += [SUITE, str(raw_tar), str(_sources())]
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
