@@ -111,6 +111,17 @@ def task_log(ep: Endpoints, run_id: str, task_id: str, try_number: int) -> str:
     return r.text if r.status_code == 200 else f"(log unavailable: {r.status_code})"
 
 
+def log_excerpt(text: str, lines: int = 30, width: int = 300) -> str:
+    """The part of a task log that explains a failure: from the first 'Task failed' / traceback
+    (up to `lines` lines), else the last `lines` lines; long lines cut to `width`."""
+    all_lines = text.splitlines()
+    start = next((i for i, line in enumerate(all_lines) if "Task failed with exception" in line), None)
+    if start is None:
+        start = next((i for i, line in enumerate(all_lines) if line.startswith("Traceback")), None)
+    picked = all_lines[start:start + lines] if start is not None else all_lines[-lines:]
+    return "\n".join(line if len(line) <= width else line[:width] + " ..." for line in picked)
+
+
 def wait_dag_run(ep: Endpoints, run_id: str, timeout: float = 900, out: TextIO | None = None) -> dict:
     deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
@@ -132,9 +143,7 @@ def wait_dag_run(ep: Endpoints, run_id: str, timeout: float = 900, out: TextIO |
             for ti in failed:
                 if ti.get("state") == "failed":
                     text = task_log(ep, run_id, ti["task_id"], max(1, ti.get("try_number") or 1))
-                    detail += f"\n--- log of task {ti['task_id']} (last 30 lines) ---\n"
-                    detail += "\n".join(line if len(line) <= 300 else line[:300] + " ..."
-                                        for line in text.splitlines()[-30:])
+                    detail += f"\n--- log of task {ti['task_id']} ---\n" + log_excerpt(text)
             raise FxError(f"DAG run {run_id} failed; failed tasks: "
                           f"{', '.join(t['task_id'] + '=' + t['state'] for t in failed) or '?'}{detail}",
                           hint="`fxstack logs airflow-worker` has the worker's side; the Airflow UI shows every try")
