@@ -77,13 +77,3 @@ def test_parse_env_handles_comments_quotes_and_export():
     values = parse_env('# c\n\nexport A=1\nB="two words"\nC=\'x\'\nD=a=b\nnot a line\n')
     assert values == {"A": "1", "B": "two words", "C": "x", "D": "a=b"}
 
-
-def test_task_log_excerpt_starts_at_the_failure():
-    from fxstack.stack.e2e import log_excerpt
-
-    log = "\n".join([f"noise {i}" for i in range(100)] + ["ERROR - Task failed with exception", "Traceback (x)",
-                                                          "ValueError: boom"] + ["x" * 1000] + ["tail"] * 50)
-    out = log_excerpt(log).splitlines()
-    assert out[0] == "ERROR - Task failed with exception" and out[2] == "ValueError: boom"
-    assert len(out) == 30 and len(out[3]) < 320
-    assert log_excerpt("a\nb").splitlines() == ["a", "b"]
