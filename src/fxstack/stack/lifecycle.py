@@ -48,7 +48,8 @@ def image_vars(stack: Stack) -> list[str]:
 
 def ensure_images(stack: Stack, build: bool, out: TextIO) -> dict[str, str]:
     """Build/load what is missing (the builder's job), then return {VAR: ref} from images.env."""
-    names = [image_var_to_name(v) for v in image_vars(stack)]
+    # Grafana has no portable build (no Debian package): its ref must come from the Nix path.
+    names = [image_var_to_name(v) for v in image_vars(stack) if v != "GRAFANA_IMAGE"]
     if build:
         try:
             from ..build.api import ensure_images as builder_ensure
