@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,6 +14,9 @@ import pandas as pd
 from fxservices.pipeline.features import FEATURE_NAMES, LABEL
 
 log = logging.getLogger(__name__)
+
+# The images have no git: keep MLflow from warning about it on every run.
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 EXPERIMENT = "fx-direction"
 DEFAULT_PARAMS = {
