@@ -237,3 +237,18 @@ def test_bad_configuration_is_a_503_naming_the_variable(env, monkeypatch):
         assert r.status_code == 503 and "REDIS_PORT='six-three-seven-nine'" in r.json()["detail"]
         r = c.post("/predict", json={"pair": "EUR_USD"})
         assert r.status_code == 503 and "REDIS_PORT" in r.json()["detail"]
+
+
+def test_configured_pair_without_online_features_is_a_503(env, model_v1, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from fxservices.inference import app as app_module
+
+    monkeypatch.setenv("FX_PAIRS", "EUR_USD,AUD_USD")  # AUD_USD was never ingested
+    app_module.reset_services()
+    with TestClient(app_module.app, raise_server_exceptions=False) as c:
+        r = c.post("/predict", json={"pair": "AUD_USD"})
+        assert r.status_code == 503 and r.json()["missing"] == "features"
+        assert "no online features for pair AUD_USD" in r.json()["detail"]
+        assert "fx_pipeline" in r.json()["detail"]
+        assert c.post("/predict", json={"pair": "EUR_USD"}).status_code == 200
