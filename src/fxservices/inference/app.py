@@ -119,6 +119,7 @@ def reset_services() -> None:
     services = Services()
     _cache = None
 
+
 @asynccontextmanager
 async def _lifespan(_app):
     # Per worker, in the background (so /health answers at once): import the heavy libraries
