@@ -103,8 +103,7 @@ def test_gunicorn_two_workers_metrics_add_up(trained, tmp_path):
         p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
         print(f"\n/predict via gunicorn, {CONCURRENCY} concurrent, {REQUESTS} requests: "
               f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
-        # loose bound: the test client shares the 2 cores with both workers
-        assert p50 < 0.5, (p50, p99)
+        # Latency targets are the benchmark's business (bench/), not a test's.
 
         text = _get(port, "GET", "/metrics")[1].decode()
         assert _predict_200(text) - before == REQUESTS  # both workers' counts, added up
