@@ -63,10 +63,14 @@ def ensure_images(stack: Stack, build: bool, out: TextIO) -> dict[str, str]:
     refs = read_env(images_env_file())
     wanted = image_vars(stack)
     absent = [v for v in wanted if not refs.get(v)]
+    if absent == ["GRAFANA_IMAGE"]:
+        raise FxError(f"{images_env_file()} has no GRAFANA_IMAGE: Grafana has no portable build (Debian 12 "
+                      "has no package)",
+                      hint="build and load it with the Nix path (`nix build .#grafana`, then load it and add "
+                           "GRAFANA_IMAGE=<ref> to .fxstack/images.env), or run `fxstack up` without --grafana")
     if absent:
         raise FxError(f"{images_env_file()} has no image reference for {', '.join(absent)}",
-                      hint="run `fxstack build` (it builds, loads and writes .fxstack/images.env)"
-                      + ("; Grafana is built by the Nix path only (`nix build .#grafana`)" if "GRAFANA_IMAGE" in absent else ""))
+                      hint="run `fxstack build` (it builds, loads and writes .fxstack/images.env)")
     return {v: refs[v] for v in wanted}
 
 
