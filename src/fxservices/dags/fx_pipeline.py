@@ -15,10 +15,11 @@ from airflow.operators.python import PythonOperator
 
 def _call(name: str):
     def run(**context):
-        from fxservices.common.logs import setup_logging
+        # No setup_logging() here: Airflow routes a task's stderr into its task logger, so a
+        # root handler writing to stderr would feed itself until RecursionError. Airflow's own
+        # task logging already captures the pipeline's loggers.
         from fxservices.pipeline import tasks
 
-        setup_logging()
         return getattr(tasks, name)(**context)
 
     run.__name__ = name
