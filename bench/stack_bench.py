@@ -1,0 +1,101 @@
+"""Stack benchmark: images loaded -> all CPU services healthy, the DAG end to end, and
+`POST /predict` latency at 50 concurrent connections from wrk on 127.0.0.1.
+
+Runs its own Compose project (`fxstack-bench`) from nothing and removes it (with its volumes)
+at the end. Prints a table and writes JSON (default bench/results/stack-latest.json).
+
+    ./fx bench-stack
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT_VARS = ("FX_AIRFLOW_PORT", "FX_MLFLOW_PORT", "FX_API_PORT", "FX_PROMETHEUS_PORT", "FX_GRAFANA_PORT")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wrk_predict(api: str, pair: str, seconds: int, connections: int) -> dict:
+    """wrk with a Lua body; returns p50/p99 in ms, requests/s and non-2xx count."""
+    if shutil.which("wrk") is None:
+        return {"error": "wrk not installed (apt-get install wrk)"}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.body = \'{{"pair": "{pair}"}}\'\n')
+        script = f.name
+    proc = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script,
+                           f"{api}/predict"], capture_output=True, text=True, timeout=seconds + 60)
+    os.unlink(script)
+    text = proc.stdout
+
+    def ms(label):
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not m:
+            return None
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    return {"p50_ms": ms("50%"), "p99_ms": ms("99%"), "requests_per_s": float(rps.group(1)) if rps else None,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else "",
+            "connections": connections, "seconds": seconds, "raw": text}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "stack-latest.json"))
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--keep", action="store_true", help="leave the stack running")
+    args = ap.parse_args()
+    os.environ["FXSTACK_PROJECT"] = "fxstack-bench"
+    os.environ["FXSTACK_ENV_FILE"] = str(Path(tempfile.mkdtemp(prefix="fxstack-bench-")) / "secrets.env")
+    for var in PORT_VARS:
+        os.environ[var] = str(free_port())
+    from fxstack.stack import e2e, lifecycle
+
+    out = sys.stderr
+    result: dict = {}
+    try:
+        lifecycle.down(volumes=True, out=out)
+        up = lifecycle.up(build=True, out=out)
+        result["images_loaded_to_all_healthy_s"] = round(up.seconds, 1)
+        run = e2e.run(out=out)
+        result["dag_trigger_to_served_prediction_s"] = round(run.dag_seconds, 1)
+        result["model_version"] = run.model_version
+        ep = e2e.endpoints()
+        result["predict_load"] = wrk_predict(ep.api, ep.pairs[0], args.seconds, args.connections)
+    finally:
+        if not args.keep:
+            lifecycle.down(volumes=True, out=out)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    load = result.get("predict_load", {})
+    print(f"\n{'measure':48} {'value':>12}  target")
+    print(f"{'images loaded -> all CPU services healthy':48} {result['images_loaded_to_all_healthy_s']:>11.1f}s  < 120 s")
+    print(f"{'DAG: trigger -> registered model -> served':48} {result['dag_trigger_to_served_prediction_s']:>11.1f}s  < 300 s")
+    print(f"{'POST /predict p50 (' + str(args.connections) + ' connections, wrk)':48} {load.get('p50_ms') or float('nan'):>10.2f}ms  < 20 ms")
+    print(f"{'POST /predict p99':48} {load.get('p99_ms') or float('nan'):>10.2f}ms  < 100 ms")
+    print(f"{'POST /predict requests/s':48} {load.get('requests_per_s') or float('nan'):>12.0f}")
+    print(f"{'errors (non-2xx, socket)':48} {str(load.get('non_2xx')) + ', ' + (load.get('socket_errors') or 'none'):>12}")
+    print(f"\nJSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
