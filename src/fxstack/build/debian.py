@@ -89,9 +89,24 @@ def _sources() -> Path:
                   hint="mmdebstrap takes the host's Debian 12 apt sources; configure apt first")
 
 
+# What the build host or a package's postinst leaves behind that differs from run to run or
+# machine to machine: the host's name and resolver (Docker supplies both at run time), the
+# snake-oil TLS key ssl-cert generates, and the default cluster postgresql-common creates
+# (random system identifier; our entrypoint makes its own cluster in PGDATA).
+NEUTRALIZE = (
+    'printf "localhost\\n" > "$1/etc/hostname"'
+    ' && printf "127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n" > "$1/etc/hosts"'
+    ' && rm -f "$1/etc/resolv.conf" && : > "$1/etc/resolv.conf"'
+    ' && rm -f "$1/etc/ssl/private/ssl-cert-snakeoil.key" "$1/etc/ssl/certs/ssl-cert-snakeoil.pem"'
+    ' && { [ ! -d "$1/etc/ssl/certs" ] || chroot "$1" find /etc/ssl/certs -xtype l -delete; }'
+    ' && for c in "$1"/etc/postgresql/*/main; do [ -d "$c" ] || continue;'
+    ' v=$(basename "$(dirname "$c")"); rm -rf "$c" "$1/var/lib/postgresql/$v/main"; done'
+)
+
+
 def _hooks(recipe: RootfsRecipe, versions_out: Path) -> list[str]:
     q = shlex.quote
-    hooks = []
+    hooks = [NEUTRALIZE]
     if recipe.uid is not None and recipe.user != "root":
         uid, user = recipe.uid, recipe.user
         hooks.append(
@@ -112,7 +127,7 @@ def _hooks(recipe: RootfsRecipe, versions_out: Path) -> list[str]:
 
 
 def _cache_key(recipe: RootfsRecipe, pins: dict[str, str] | None) -> str:
-    return inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, "merged-usr-hook+ldconfig", recipe.packages,
+    return inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, "merged-usr-hook+ldconfig+neutral", recipe.packages,
                       recipe.user, recipe.uid, recipe.owned_dirs, recipe.root_dirs, pins)
 
 
@@ -143,9 +158,11 @@ def build_rootfs(recipe: RootfsRecipe, store: BlobStore, cache: KeyedCache, lock
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            missing = any(w in proc.stderr for w in ("Unable to locate", "not found", "has no installation candidate"))
             hint = ("the Debian mirror may no longer carry a pinned version: rebuild with "
                     "`fxstack build --update-debian-lock` and commit images/debian.lock"
-                    if pins else "check the package names in packages.debian")
+                    if pins and missing else "check the package names in packages.debian"
+                    if missing else "see mmdebstrap's error above")
             raise FxError(f"mmdebstrap failed:\n{tail}", where="rootfs " + recipe.lock_key, hint=hint)
         versions = dict(line.split("\t", 1) for line in versions_file.read_text().splitlines() if line)
         if pins is not None and versions != pins:
