@@ -87,7 +87,9 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
         src = ROOT / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, copy / part)
     app = copy / "src/fxservices/inference/app.py"
-    app.write_text(app.read_text() + "\n# a one-line change\n")
+    # A line no earlier run wrote, so the registry cannot already hold this app layer.
+    line = f"# a one-line change {time.time_ns()}"
+    app.write_text(app.read_text() + "\n" + line + "\n")
     copy_builder = Builder(root=copy, state=builder.state, log=lambda m: None)
     changed = copy_builder.build(["fx-fastapi"])[0]
     before = [l.digest for l in images["fx-fastapi"].layers]
@@ -104,7 +106,7 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
     assert sent == changed.layers[-1].size + manifest["config"]["size"]
     out = run(docker_client(), changed.ref, ["python3", "-c",
               "print(open('/app/fxservices/inference/app.py').read().splitlines()[-1])"])
-    assert out.strip() == "# a one-line change"
+    assert out.strip() == line
 
 
 def free_port() -> int:
