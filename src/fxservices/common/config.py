@@ -31,15 +31,14 @@ def env_str(name: str, default: Optional[str] = None, *, required: bool = False,
     raise ConfigError(msg)
 
 
-def env_int(name: str, default: int, *, minimum: Optional[int] = None,
-            maximum: Optional[int] = None) -> int:
+def _env_number(name: str, default, cast, kind: str, minimum, maximum):
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from None
+        raise ConfigError(f"environment variable {name}={raw!r} is not {kind}") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"environment variable {name}={value} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
@@ -47,17 +46,13 @@ def env_int(name: str, default: int, *, minimum: Optional[int] = None,
     return value
 
 
+def env_int(name: str, default: int, *, minimum: Optional[int] = None,
+            maximum: Optional[int] = None) -> int:
+    return _env_number(name, default, int, "an integer", minimum, maximum)
+
+
 def env_float(name: str, default: float, *, minimum: Optional[float] = None) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={raw!r} is not a number") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"environment variable {name}={value} is below the minimum {minimum}")
-    return value
+    return _env_number(name, default, float, "a number", minimum, None)
 
 
 def env_bool(name: str, default: bool) -> bool:

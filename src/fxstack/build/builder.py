@@ -43,9 +43,10 @@ class BuiltImage:
         return sum(l.size for l in self.layers)
 
 
-def cache_dir() -> Path:
+def cache_dir(state: Path) -> Path:
+    """FXSTACK_CACHE when set (shared between states), else the state's own cache."""
     env = os.environ.get("FXSTACK_CACHE")
-    return Path(env).resolve() if env else state_dir() / "cache"
+    return Path(env).resolve() if env else state / "cache"
 
 
 def _skip_app(rel: str) -> bool:
@@ -65,7 +66,7 @@ class Builder:
     def __post_init__(self) -> None:
         self.specs = load_specs(self.root)
         self.lock = PoetryLock(self.root / "poetry.lock", self.root / "pyproject.toml")
-        cache = self.cache or (cache_dir() if "FXSTACK_CACHE" in os.environ else self.state / "cache")
+        cache = self.cache or cache_dir(self.state)
         self.store = BlobStore(self.state / "oci")
         self.dists = DistCache(cache / "dist")
         self.sdist_wheels = cache / "sdist-wheels"

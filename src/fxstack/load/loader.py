@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -97,7 +97,6 @@ def load_via_docker_load(builder: Builder, image: BuiltImage, log: Callable[[str
             else:
                 assert data is not None
                 info.size = len(data)
-                import io
                 tar.addfile(info, io.BytesIO(data))
             sent += info.size
         add(f"{cfg}.json", store.path("sha256:" + cfg))
