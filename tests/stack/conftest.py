@@ -53,6 +53,11 @@ def stack(docker_client, tmp_path_factory):
 
     saved = {k: os.environ.get(k) for k in ("FXSTACK_PROJECT", "FXSTACK_ENV_FILE", *PORT_VARS)}
     env_file = tmp_path_factory.mktemp("stack") / "secrets.env"
+    # A hand-set admin password that starts with '-': `up` keeps it and appends the other keys.
+    # The e2e test logs into Airflow's API with it, so airflow-init must have passed it through
+    # as a value, not an option (a generated one that started with '-' once broke CI).
+    env_file.write_text("AIRFLOW_ADMIN_PASSWORD=-dash-first-Zq8v3kP0mW7xT2yL5nB9\n")
+    env_file.chmod(0o600)
     os.environ["FXSTACK_PROJECT"] = os.environ.get("FXSTACK_TEST_PROJECT", "fxstack-it")
     os.environ["FXSTACK_ENV_FILE"] = str(env_file)
     for var in PORT_VARS:

@@ -35,11 +35,21 @@ def test_first_run_creates_private_file_with_strong_distinct_secrets(tmp_path):
         assert len(v) >= 32, (key, v)
         assert v not in ("admin", "airflow", "mlflow", "postgres", "password")
         assert entropy_bits_per_char(v) > 3.5, (key, v)
-        # URL-safe: the passwords go into postgresql:// and db+postgresql:// URLs unescaped
-        assert all(c.isalnum() or c in "-_" for c in v), (key, v)
+        # letters and digits only: the passwords go into postgresql:// URLs unescaped, and onto
+        # command lines where a leading '-' reads as an option (CI once failed on exactly that)
+        assert v.isascii() and v.isalnum(), (key, v)
     key = base64.urlsafe_b64decode(values["AIRFLOW_FERNET_KEY"])
     assert len(key) == 32
     assert values["AIRFLOW_ADMIN_USER"] == "admin"
+
+
+def test_generated_passwords_never_start_like_an_option():
+    from fxstack.stack.envfile import new_password
+
+    # with token_urlsafe, 1 in 32 started with '-': 2000 draws would all but surely show one
+    drawn = [new_password() for _ in range(2000)]
+    assert all(p.isascii() and p.isalnum() and len(p) == 32 for p in drawn)
+    assert len(set(drawn)) == len(drawn)
 
 
 def test_two_runs_give_different_secrets(tmp_path):

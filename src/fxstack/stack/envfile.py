@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import string
 from pathlib import Path
 
 # Keys `up` makes sure exist. Values are generated only when the key is absent: an existing
@@ -29,9 +30,14 @@ HEADER = """\
 """
 
 
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
 def new_password() -> str:
-    """32 URL-safe characters (192 bits): safe inside postgresql:// and redis:// URLs."""
-    return secrets.token_urlsafe(24)
+    """32 letters and digits (190 bits). Not token_urlsafe: one in 32 of those starts with '-',
+    which a command line such as `airflow users create --password X` reads as an option. Letters
+    and digits are also safe inside postgresql:// and redis:// URLs without quoting."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(32))
 
 
 def new_fernet_key() -> str:
