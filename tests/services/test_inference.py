@@ -252,3 +252,34 @@ def test_configured_pair_without_online_features_is_a_503(env, model_v1, monkeyp
         assert "no online features for pair AUD_USD" in r.json()["detail"]
         assert "fx_pipeline" in r.json()["detail"]
         assert c.post("/predict", json={"pair": "EUR_USD"}).status_code == 200
+
+
+def test_a_hanging_registry_never_holds_up_requests(env, model_v1, caplog):
+    """The alias check runs in the background: while MLflow hangs (a listener that never
+    answers), requests keep getting the loaded model, and one check at a time is made."""
+    import socket
+    import threading
+
+    from mlflow import MlflowClient
+
+    from fxservices.inference.model import ModelCache
+
+    cache = ModelCache(env["mlflow"]["uri"], MODEL, "serving", ttl_seconds=0.05)
+    loaded = cache.get()
+    assert int(loaded.version) >= int(model_v1["version"])
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)  # the kernel completes the handshake; nobody ever answers
+        cache._client = MlflowClient(tracking_uri=f"http://127.0.0.1:{hole.getsockname()[1]}")
+        time.sleep(0.06)
+        assert cache.serve() is loaded  # the check is due: it starts, the call does not wait
+        checks = [t for t in threading.enumerate() if t.name == "fx-model-check"]
+        assert len(checks) == 1 and checks[0].is_alive()
+        for _ in range(200):  # all answered from the loaded model while the check hangs
+            assert cache.serve() is loaded
+        assert checks[0].is_alive()
+        assert len([t for t in threading.enumerate() if t.name == "fx-model-check"]) == 1
+        checks[0].join(timeout=30)  # MLFLOW_HTTP_REQUEST_TIMEOUT
+    assert not checks[0].is_alive()
+    assert cache.serve() is loaded  # an unreachable registry keeps the version being served
+    assert "cannot be reached" in (cache._error or "")

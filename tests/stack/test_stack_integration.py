@@ -270,3 +270,26 @@ def test_up_refuses_a_taken_port_and_names_the_variable(stack, docker_client):
     finally:
         os.environ["FX_GRAFANA_PORT"] = saved
         s.close()
+
+
+def test_up_refuses_a_port_another_projects_container_publishes(stack, docker_client):
+    """Found by asking Docker: with --userland-proxy=false nothing listens on the host port."""
+    from fxstack.errors import FxError
+    from fxstack.stack.compose import images_env_file
+
+    from .conftest import _free_port
+
+    redis_ref = read_env(images_env_file())["REDIS_IMAGE"]
+    port = _free_port()
+    other = docker_client.containers.run(
+        redis_ref, detach=True, ports={"6379/tcp": ("127.0.0.1", port)},
+        labels={"com.docker.compose.project": "someone-else"})
+    saved = os.environ["FX_GRAFANA_PORT"]
+    try:
+        os.environ["FX_GRAFANA_PORT"] = str(port)
+        with pytest.raises(FxError) as err:
+            lifecycle.preflight(Stack(grafana=True), docker_client, {})
+        assert f"127.0.0.1:{port}" in str(err.value) and "FX_GRAFANA_PORT" in str(err.value)
+    finally:
+        os.environ["FX_GRAFANA_PORT"] = saved
+        other.remove(force=True)

@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import threading
-import time
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Optional
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fxservices.common.config import ConfigError, FxSettings, env_float
 from fxservices.common.logs import setup_logging
+from fxservices.inference.cache import PredictCache
 from fxservices.inference.features import FeaturesUnavailable, OnlineFeatures
 from fxservices.inference.model import ModelCache, ModelUnavailable
 
@@ -92,6 +92,7 @@ class Services:
                     settings.mlflow_tracking_uri, settings.model_name, settings.model_alias,
                     ttl_seconds=env_float("FX_MODEL_REFRESH_SECONDS", 10.0, minimum=0.0),
                     default_features=FEATURE_NAMES)
+                self.models.on_new_model = _freeze_heap  # freeze what the new model brought
                 self.features = OnlineFeatures(settings.feast_repo_path, settings.redis_host,
                                                settings.redis_port)
                 self.settings = settings
@@ -123,7 +124,7 @@ def reset_services() -> None:
 @asynccontextmanager
 async def _lifespan(_app):
     # Per worker, in the background (so /health answers at once): import the heavy libraries
-    # before the first /predict needs them, then freeze the heap.
+    # and load the served model before the first /predict needs them, then freeze the heap.
     threading.Thread(target=_warm_up, name="fx-warm-up", daemon=True).start()
     yield
 
@@ -133,8 +134,13 @@ def _warm_up() -> None:
 
     try:
         ensure_imported()
+        services.ensure()
+        if services.models is not None:
+            services.models.get()
+    except ModelUnavailable:
+        pass  # nothing registered yet: /predict says what to do
     except Exception as exc:  # reported by /ready and /predict when they need them
-        log.warning("warm-up import failed: %s", exc)
+        log.warning("warm-up failed: %s", exc)
     _freeze_heap()
 
 
@@ -205,30 +211,6 @@ def prometheus_metrics() -> Response:
     return Response(content=body, media_type=content_type)
 
 
-class PredictCache:
-    """Per-worker micro-cache of the hot path.
-
-    Online features of a pair are re-read from Feast when older than FX_FEATURE_CACHE_SECONDS
-    (default 1 s; 0 reads on every request): they change only when the DAG materializes.
-    A prediction is a pure function of (model version, features), so its response body is kept
-    until either changes.
-    """
-
-    def __init__(self, ttl: float):
-        self.ttl = ttl
-        self.features: dict[str, tuple[float, dict, Optional[datetime]]] = {}
-        self.bodies: dict[tuple, bytes] = {}
-
-    def fresh_features(self, pair: str):
-        hit = self.features.get(pair)
-        if hit is not None and time.monotonic() - hit[0] < self.ttl:
-            return hit[1], hit[2]
-        return None
-
-    def put_features(self, pair: str, values: dict, ts: Optional[datetime]) -> None:
-        self.features[pair] = (time.monotonic(), values, ts)
-
-
 _cache: Optional[PredictCache] = None
 
 
@@ -244,8 +226,9 @@ def _predict_cache() -> PredictCache:
                      422: {"description": "invalid body"},
                      503: {"description": "no model registered or no features yet"}})
 async def predict(req: PredictRequest):
-    # async: the hot path (cached model, cached features) never blocks; the slow parts
-    # (MLflow alias check, Feast read) run in the threadpool when they are due.
+    # async: the hot path (loaded model, cached features) never blocks; the slow parts (MLflow
+    # alias check, Feast read) run in other threads when due, while requests are answered with
+    # what is loaded. Only a worker that has nothing loaded yet waits for them.
     services.ensure()
     if services.config_error:
         return _error(503, services.config_error)
@@ -254,27 +237,17 @@ async def predict(req: PredictRequest):
         return _error(404, f"unknown pair {req.pair}: this API serves "
                            f"{', '.join(settings.pairs)} (FX_PAIRS)")
     models = services.models
-    try:
-        if models.fresh():
-            model = models.get()
-        else:
-            before = models.loaded
-            model = await run_in_threadpool(models.get)
-            if model is not before:  # a (new) model was loaded: freeze what it brought
-                _freeze_heap()
-    except ModelUnavailable as exc:
-        return _error(503, str(exc), missing="model")
-    cache = _predict_cache()
-    hit = cache.fresh_features(req.pair)
-    if hit is None:
+    model = models.serve()
+    if model is None:  # nothing loaded yet (or the alias went away): wait for the registry
         try:
-            values, ts = await run_in_threadpool(services.features.latest, req.pair)
-        except FeaturesUnavailable as exc:
-            cache.features.pop(req.pair, None)
-            return _error(503, str(exc), missing="features")
-        cache.put_features(req.pair, values, ts)
-    else:
-        values, ts = hit
+            model = await run_in_threadpool(models.get)
+        except ModelUnavailable as exc:
+            return _error(503, str(exc), missing="model")
+    cache = _predict_cache()
+    try:
+        values, ts = await cache.features_for(req.pair, services.features.latest)
+    except FeaturesUnavailable as exc:
+        return _error(503, str(exc), missing="features")
     key = (req.pair, model.version, ts, id(values))
     body = cache.bodies.get(key)
     if body is None:

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class ModelCache:
         self._checked_at = 0.0
         self._error: Optional[str] = None
         self._client = None
+        # called (in the thread that loaded it) after a new version is loaded
+        self.on_new_model: Optional[Callable[[], None]] = None
 
     @property
     def loaded(self) -> Optional[LoadedModel]:
@@ -139,17 +141,49 @@ class ModelCache:
         self._error = None
 
     def get(self) -> LoadedModel:
-        """The model to serve; raises ModelUnavailable saying what is missing."""
+        """The model to serve, checking the alias first when the check is due (blocks for an
+        MLflow round trip then); raises ModelUnavailable saying what is missing."""
         now = time.monotonic()
         if now - self._checked_at >= self.ttl:
             with self._lock:
                 if time.monotonic() - self._checked_at >= self.ttl:
-                    self.refresh()
-                    self._checked_at = time.monotonic()
+                    self._check()
         loaded = self._loaded
         if loaded is None:
             raise ModelUnavailable(self._error or self._missing_message())
         return loaded
+
+    def serve(self) -> Optional[LoadedModel]:
+        """The loaded model, without waiting; None when none is loaded (then call get()).
+
+        When the alias check is due it runs in a background thread and this call returns the
+        model loaded now (stale-while-revalidate). A check blocks for an MLflow round trip,
+        up to MLFLOW_HTTP_REQUEST_TIMEOUT: done inline, every request that arrived meanwhile
+        waited behind it, every FX_MODEL_REFRESH_SECONDS, and that was the p99 latency."""
+        loaded = self._loaded
+        if loaded is not None and not self.fresh() and self._lock.acquire(blocking=False):
+            threading.Thread(target=self._check_then_release, name="fx-model-check",
+                             daemon=True).start()
+        return loaded
+
+    def _check_then_release(self) -> None:
+        try:
+            if not self.fresh():
+                self._check()
+        except Exception:  # a background thread has no caller to raise to
+            log.exception("model alias check failed; serving version %s meanwhile",
+                          getattr(self._loaded, "version", None))
+        finally:
+            self._lock.release()
+
+    def _check(self) -> None:
+        before = self._loaded
+        try:
+            self.refresh()
+        finally:
+            self._checked_at = time.monotonic()
+        if self._loaded is not None and self._loaded is not before and self.on_new_model:
+            self.on_new_model()
 
     def fresh(self) -> bool:
         """True while the last alias check is younger than the TTL (get() will not block)."""

@@ -137,29 +137,43 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def port_conflicts(ports: list[PublishedPort], env: dict[str, str], ours: set[int] | None = None
-                   ) -> list[tuple[PublishedPort, int]]:
-    """Published ports that something other than our own running containers holds."""
-    ours = ours or set()
+def port_conflicts(ports: list[PublishedPort], env: dict[str, str], ours: set[int] | None = None,
+                   others: set[int] | None = None) -> list[tuple[PublishedPort, int]]:
+    """Published ports that something other than our own running containers holds: a
+    listener on the host, or another container's published port (`others`)."""
+    ours, others = ours or set(), others or set()
     conflicts = []
     for p in ports:
         number = p.port(env)
         if number in ours:
             continue
-        if port_in_use(p.host_ip, number):
+        if number in others or port_in_use(p.host_ip, number):
             conflicts.append((p, number))
     return conflicts
 
 
-def our_host_ports(dc) -> set[int]:
-    """Host ports our project's running containers already publish (re-running `up` is fine)."""
+def _host_ports(containers) -> set[int]:
     held: set[int] = set()
-    for c in project_containers(dc, all_=False):
+    for c in containers:
         for bindings in ((c.attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
             for b in bindings or []:
                 if b.get("HostPort", "").isdigit():
                     held.add(int(b["HostPort"]))
     return held
+
+
+def our_host_ports(dc) -> set[int]:
+    """Host ports our project's running containers already publish (re-running `up` is fine)."""
+    return _host_ports(project_containers(dc, all_=False))
+
+
+def other_host_ports(dc) -> set[int]:
+    """Host ports that running containers of other projects publish. Asked of Docker, not
+    found by binding: a daemon run with --userland-proxy=false (as ./fx starts it) forwards
+    published ports with iptables alone, so nothing listens on the host for a bind to hit."""
+    project = project_name()
+    return _host_ports(c for c in dc.containers.list()
+                       if c.labels.get("com.docker.compose.project") != project)
 
 
 def describe_conflicts(conflicts: list[tuple[PublishedPort, int]]) -> str:

@@ -82,7 +82,8 @@ def preflight(stack: Stack, dc, refs: dict[str, str]) -> None:
         raise FxError(f"images named in {images_env_file()} are not in Docker:\n{lines}",
                       hint="run `fxstack build` (it builds what is missing and loads it into Docker)")
     settings = stack.settings()
-    conflicts = ds.port_conflicts(published_ports(stack.files, stack.profiles), settings, ds.our_host_ports(dc))
+    conflicts = ds.port_conflicts(published_ports(stack.files, stack.profiles), settings,
+                                  ds.our_host_ports(dc), ds.other_host_ports(dc))
     if conflicts:
         raise FxError("published ports are already taken on this machine:\n" + ds.describe_conflicts(conflicts),
                       hint="change the port variable(s) named above in compose/.env, then run `fxstack up` again")
