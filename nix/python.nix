@@ -16,8 +16,27 @@ let
     filter = path: type: builtins.elem (baseNameOf path) [ "pyproject.toml" "poetry.lock" ]
       && builtins.dirOf path == toString src;
   };
+  # [tool.fxstack.exclude] in pyproject.toml: packages no image installs (the Python builder
+  # reads the same table). poetry2nix has no such option, so each locked package that depends
+  # on an excluded one gets it filtered out of its propagatedBuildInputs; what only the
+  # excluded package needed is then never reached.
+  normalize = name: lib.toLower (builtins.replaceStrings [ "_" "." ] [ "-" "-" ] name);
+  excluded = map normalize (builtins.attrNames
+    ((builtins.fromTOML (builtins.readFile (src + "/pyproject.toml"))).tool.fxstack.exclude or { }));
+  locked = (builtins.fromTOML (builtins.readFile (src + "/poetry.lock"))).package;
+  dependents = lib.unique (map (p: normalize p.name) (builtins.filter
+    (p: builtins.any (d: builtins.elem (normalize d) excluded) (builtins.attrNames (p.dependencies or { })))
+    locked));
+  withoutExcluded = final: prev: lib.genAttrs dependents (name:
+    prev.${name}.overridePythonAttrs (old: {
+      propagatedBuildInputs = builtins.filter
+        (dep: !(builtins.elem (normalize (dep.pname or "")) excluded))
+        (old.propagatedBuildInputs or [ ]);
+    }));
 in
 {
+  inherit excluded dependents;
+
   # groups: the spec's `groups` (base image's groups first). checkGroups = [ ]: poetry2nix
   # otherwise adds the `dev` group's packages (pytest) to every environment.
   env = groups: poetry2nix.mkPoetryEnv {
@@ -26,7 +45,8 @@ in
     poetrylock = src + "/poetry.lock";
     preferWheels = true;
     checkGroups = [ ];
-    overrides = poetry2nix.defaultPoetryOverrides.extend (import ./poetry-overrides.nix);
+    overrides = (poetry2nix.defaultPoetryOverrides.extend (import ./poetry-overrides.nix)).extend
+      withoutExcluded;
   };
 
   key = groups: builtins.concatStringsSep "+" groups;

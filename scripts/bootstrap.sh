@@ -17,6 +17,7 @@ APT_PACKAGES=(
   postgresql-15=15.18-0+deb12u1
   redis-server=5:7.0.15-1~deb12u10
   wrk=4.1.0-3+b2
+  binutils=2.40-2
 )
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }

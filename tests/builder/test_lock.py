@@ -143,6 +143,33 @@ def test_unknown_group_is_named(lock):
         lock.resolve(["nope"])
 
 
+def _with_exclude(tmp_path, table: str, extra_group: str = ""):
+    (tmp_path / "poetry.lock").write_text(LOCK)
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT + extra_group + "\n[tool.fxstack.exclude]\n" + table)
+    return PoetryLock(tmp_path / "poetry.lock", tmp_path / "pyproject.toml")
+
+
+def test_excluded_package_is_left_out_with_what_only_it_needs(tmp_path):
+    lock = _with_exclude(tmp_path, 'httptools = "only a benchmark needs it"\n')
+    assert "httptools" not in [n for n, _ in names(lock.resolve(["fast"]))]
+    assert ("numpy", "1.26.4") in names(lock.resolve(["fast"]))  # web-app still needs it
+    lock = _with_exclude(tmp_path, 'numpy = "not at run time"\n')
+    assert names(lock.resolve(["plain"])) == [("web-app", "1.0")]
+
+
+@pytest.mark.parametrize("table, message", [
+    ('httptools = ""\n', "`httptools` needs a reason"),
+    ('httptools = 3\n', "`httptools` needs a reason"),
+    ('htptools = "typo"\n', "`htptools` is not in the lock"),
+    ('web-app = "the root"\n', "`web-app` is excluded but group `plain` asks for it directly"),
+])
+def test_bad_exclusions_name_the_table_and_the_package(tmp_path, table, message):
+    with pytest.raises(FxError) as err:
+        _with_exclude(tmp_path, table)
+    assert message in str(err.value) and "[tool.fxstack.exclude]" in str(err.value)
+    assert "pyproject.toml" in str(err.value)
+
+
 def test_real_lock_groups():
     lock = PoetryLock(ROOT / "poetry.lock", ROOT / "pyproject.toml")
     api = {p.name: p.version for p in lock.resolve(["base", "fastapi"])}
@@ -154,6 +181,11 @@ def test_real_lock_groups():
     # redis needs async-timeout only up to Python 3.11.2: the image's Debian interpreter
     # (3.11.2) gets it although the host running the build (3.11.7 here) would not.
     assert "async-timeout" in api
+    # feast asks for SQLAlchemy[mypy]; pyproject excludes mypy, and with it what only it needs
+    assert "sqlalchemy" in api and not {"mypy", "ast-serialize", "librt", "mypy-extensions"} & set(api)
+    assert "pathspec" in air  # airflow needs it too: it stays where airflow is
+    # mlflow-skinny's databricks-sdk is excluded too, and google-auth and cryptography with it
+    assert not {"databricks-sdk", "google-auth", "cryptography"} & set(api)
     for f in lock.files_for(["base", "fastapi"]):
         assert not f.is_wheel or "win" not in f.filename and "macosx" not in f.filename
 

@@ -257,12 +257,28 @@ def test_overrides_name_real_lock_packages(flake, snapshot):
     lock = tomllib.loads((snapshot / "poetry.lock").read_text())
     locked = {p["name"] for p in lock["package"]}
     text = (snapshot / "nix" / "poetry-overrides.nix").read_text()
+    hand_written = set(re.findall(r"^  ([a-z0-9-]+) = prev\.", text, re.M))
+    norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
+    excluded = {norm(n) for n in tomllib.loads((snapshot / "pyproject.toml").read_text())
+                ["tool"]["fxstack"]["exclude"]}
+    assert excluded == {"mypy", "databricks-sdk"}
+    dependents = {norm(p["name"]) for p in lock["package"]
+                  if {norm(d) for d in p.get("dependencies", {})} & excluded}
+    assert "sqlalchemy" in dependents
     for env in all_envs(flake).values():
         (summary,) = env["args"]["overrides"]
         assert summary["defaults"] is True, "poetry2nix's default overrides must stay in"
         names = [o["package"] for o in summary["overridden"]]
         assert "nvidia-cusparselt-cu12" in names
-        for name in names:
+        # generated from [tool.fxstack.exclude]: each locked package that depends on an
+        # excluded one (and only those) loses it from its propagatedBuildInputs
+        generated = {}
+        for o in summary["overridden"]:
+            if o["package"] in dependents and o["package"] not in hand_written:
+                assert o["sets"] == ["propagatedBuildInputs"], o
+                generated[o["package"]] = o
+        assert set(generated) == dependents - hand_written
+        for name in set(names) - set(generated):
             assert name in locked, f"override for {name}, which poetry.lock does not have"
             # each override says why, in a comment right above it
             assert re.search(rf"#[^\n]*\n(\s*#[^\n]*\n)*\s*{re.escape(name)} =", text), name

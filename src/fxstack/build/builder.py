@@ -16,7 +16,7 @@ from ..specs import ImageSpec, load_specs
 from . import oci
 from .debian import DebianLock, RootfsRecipe, build_rootfs
 from .layers import group_by_users, layers_for
-from .settings import BUILDER_VERSION, MAX_LAYERS
+from .settings import BUILDER_VERSION, MAX_LAYERS, TREE_VERSION
 from .store import BlobStore, KeyedCache, inputs_key
 from .tarball import Entry, merge_entries, tree_entries, write_tar
 from .wheels import DistCache, build_pure_wheel, install_tree, tree_key
@@ -111,7 +111,7 @@ class Builder:
         return build_pure_wheel(path, f, self.sdist_wheels, self.log)
 
     def _package_layer(self, files: list[LockedFile]) -> tuple[oci.Layer, bool]:
-        key = inputs_key("packages", BUILDER_VERSION, self.compile_bytecode,
+        key = inputs_key("packages", BUILDER_VERSION, TREE_VERSION, self.compile_bytecode,
                          sys.version_info[:2] if self.compile_bytecode else None,
                          [(f.name, f.version, f.sha256) for f in files])
         names = ", ".join(f.name for f in files[:4]) + (f" +{len(files) - 4}" if len(files) > 4 else "")

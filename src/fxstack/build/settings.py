@@ -17,6 +17,9 @@ LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 MAX_LAYERS = 60
 # Bump when the way a layer is made changes, so old cache entries are not reused.
 BUILDER_VERSION = "2"
+# The same, for how one wheel becomes an installed tree (wheels.install_tree); apart from
+# BUILDER_VERSION so a change there does not rebuild the Debian root filesystems.
+TREE_VERSION = "3"
 
 
 def created() -> str:

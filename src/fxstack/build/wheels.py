@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 from ..errors import FxError
 from ..lock.poetry_lock import LockedFile
 from ..lock.target import platforms
-from .settings import BUILDER_VERSION, INTERPRETER, SCRIPTS, SITE_PACKAGES
+from .settings import INTERPRETER, SCRIPTS, SITE_PACKAGES, TREE_VERSION
 from .store import sha256_file
 
 
@@ -141,6 +141,9 @@ def install_tree(wheel: Path, key: str, trees_root: Path, *, compile_bytecode: b
         with WheelFile.open(wheel) as source:
             install(source, dest, {"INSTALLER": b"fxstack\n"})
         _prune_tests(site)
+        if not as_shipped(wheel.name):
+            _prune_build_files(site)
+            _strip_shared_objects(root)
         if compile_bytecode:
             _compile(site)
         os.replace(root, final)
@@ -161,6 +164,50 @@ def _prune_tests(site: Path) -> None:
                 shutil.rmtree(tests)
 
 
+# Files only a compiler reads: C/C++ headers and sources, Cython sources and declarations,
+# static archives. An image runs code; it never builds an extension against these.
+BUILD_ONLY_SUFFIXES = (".h", ".hh", ".hpp", ".hxx", ".c", ".cc", ".cpp", ".cxx", ".pxd", ".pyx",
+                       ".pxi", ".a")
+# Wheels installed exactly as shipped: they compile code at run time with their own headers
+# (torch.utils.cpp_extension, Triton's kernel JIT, cffi), and the CUDA libraries are not
+# ours to rewrite, nor testable on this machine.
+AS_SHIPPED = ("torch-", "triton-", "nvidia_", "nvidia-", "cffi-", "bitsandbytes-")
+
+
+def as_shipped(wheel_name: str) -> bool:
+    return wheel_name.lower().startswith(AS_SHIPPED)
+
+
+def _prune_build_files(site: Path) -> None:
+    if not site.is_dir():
+        return
+    for path in sorted(site.rglob("*")):
+        if path.suffix in BUILD_ONLY_SUFFIXES and path.is_file() and not path.is_symlink() \
+                and ".dist-info" not in path.parts[len(site.parts)]:
+            path.unlink()
+
+
+def _is_elf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def _strip_shared_objects(root: Path) -> None:
+    """`strip --strip-unneeded` on every ELF file, as Debian's dh_strip does for shared
+    libraries: it drops the static symbol table and debug sections, never what the dynamic
+    loader reads. uvloop ships 12 MB of debug info, pyarrow 25 MB of symbol tables.
+    The output depends only on the input and the pinned binutils."""
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.is_symlink() or not _is_elf(path):
+            continue
+        proc = subprocess.run(["strip", "--strip-unneeded", "--remove-section=.comment",
+                               "--remove-section=.note", str(path)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise FxError(f"strip failed on {path.relative_to(root)}: {proc.stderr.strip()}",
+                          hint="is binutils installed? (scripts/bootstrap.sh installs it)")
+
+
 def _compile(site: Path) -> None:
     import py_compile
     import warnings
@@ -176,7 +223,7 @@ def _compile(site: Path) -> None:
 
 
 def tree_key(f: LockedFile, wheel: Path, compile_bytecode: bool) -> str:
-    return f"{f.sha256[:32]}-{wheel.stem[:60]}-b{BUILDER_VERSION}{'c' if compile_bytecode else ''}"
+    return f"{f.sha256[:32]}-{wheel.stem[:60]}-t{TREE_VERSION}{'c' if compile_bytecode else ''}"
 
 
 def remove_tree(path: Path) -> None:

@@ -109,6 +109,32 @@ class PoetryLock:
             name: group.get("dependencies", {}) for name, group in poetry.get("group", {}).items()
         }
         self.groups["main"] = {k: v for k, v in poetry.get("dependencies", {}).items() if k != "python"}
+        self.excluded = self._read_excluded(pyproject)
+
+    def _read_excluded(self, pyproject: dict) -> dict[str, str]:
+        """[tool.fxstack.exclude]: locked packages no image installs, each with the reason.
+
+        For dependencies that are declared but dead at run time (an extra pulled in for a
+        type checker, say). What only they need goes too, unless something else needs it."""
+        raw = pyproject.get("tool", {}).get("fxstack", {}).get("exclude", {})
+        where = f"{self.pyproject_path}: [tool.fxstack.exclude]"
+        if not isinstance(raw, dict):
+            raise FxError("must be a table of `package = \"reason\"`", where=where)
+        excluded = {}
+        for name, reason in raw.items():
+            if not isinstance(reason, str) or not reason.strip():
+                raise FxError(f"`{name}` needs a reason: `{name} = \"why no image needs it\"`",
+                              where=where)
+            if canonicalize_name(name) not in self.packages:
+                raise FxError(f"`{name}` is not in the lock, so there is nothing to exclude",
+                              where=where, hint="check the spelling, or remove the entry")
+            excluded[canonicalize_name(name)] = reason
+        for group, deps in self.groups.items():
+            for dep in deps:
+                if canonicalize_name(dep) in excluded:
+                    raise FxError(f"`{dep}` is excluded but group `{group}` asks for it directly",
+                                  where=where, hint=f"remove it from the group or from the exclusions")
+        return excluded
 
     # -- graph walk ---------------------------------------------------------------
 
@@ -145,6 +171,8 @@ class PoetryLock:
                                       frozenset(c.get("extras", [])), where))
         while queue:
             name, constraint, extras, where = queue.pop()
+            if name in self.excluded:
+                continue
             pkg = chosen.get(name) or self._pick(name, constraint, where)
             known = extras_seen.setdefault(name, set())
             if name in chosen and extras <= known:
