@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -187,25 +188,48 @@ def _prune_build_files(site: Path) -> None:
             path.unlink()
 
 
-def _is_elf(path: Path) -> bool:
+def _is_elf64(path: Path) -> bool:
     with open(path, "rb") as f:
-        return f.read(4) == b"\x7fELF"
+        return f.read(6) == b"\x7fELF\x02\x01"  # 64-bit little-endian: the only target
 
 
-def _strip_shared_objects(root: Path) -> None:
+def _segments_aligned(path: Path) -> bool:
+    """glibc's check before it maps a library: every PT_LOAD segment's file offset and
+    address agree modulo its alignment ("ELF load command address/offset not page-aligned")."""
+    with open(path, "rb") as f:
+        data = f.read()
+    _, _, _, _, _, phoff, _, _, _, phentsize, phnum = struct.unpack_from("<16sHHIQQQIHHH", data)
+    for i in range(phnum):
+        p_type, _, offset, vaddr, _, _, _, align = struct.unpack_from("<IIQQQQQQ", data, phoff + i * phentsize)
+        if p_type == 1 and align > 1 and (vaddr - offset) % align:
+            return False
+    return True
+
+
+def _strip_shared_objects(root: Path) -> int:
     """`strip --strip-unneeded` on every ELF file, as Debian's dh_strip does for shared
     libraries: it drops the static symbol table and debug sections, never what the dynamic
     loader reads. uvloop ships 12 MB of debug info, pyarrow 25 MB of symbol tables.
+
+    Libraries that auditwheel grafted in with patchelf (numpy.libs, scipy.libs, ...) can come
+    out of strip with load segments glibc refuses to map; each stripped file is checked the
+    way glibc checks it, and one that fails is put back as shipped. Returns how many were.
     The output depends only on the input and the pinned binutils."""
+    kept = 0
     for path in sorted(root.rglob("*")):
-        if not path.is_file() or path.is_symlink() or not _is_elf(path):
+        if not path.is_file() or path.is_symlink() or not _is_elf64(path):
             continue
+        original = path.read_bytes()
         proc = subprocess.run(["strip", "--strip-unneeded", "--remove-section=.comment",
                                "--remove-section=.note", str(path)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise FxError(f"strip failed on {path.relative_to(root)}: {proc.stderr.strip()}",
                           hint="is binutils installed? (scripts/bootstrap.sh installs it)")
+        if not _segments_aligned(path):
+            path.write_bytes(original)
+            kept += 1
+    return kept
 
 
 def _compile(site: Path) -> None:
