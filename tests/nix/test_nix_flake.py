@@ -9,6 +9,7 @@ import re
 import tomllib
 
 import pytest
+from packaging.utils import canonicalize_name
 
 import fxnix
 
@@ -258,12 +259,11 @@ def test_overrides_name_real_lock_packages(flake, snapshot):
     locked = {p["name"] for p in lock["package"]}
     text = (snapshot / "nix" / "poetry-overrides.nix").read_text()
     hand_written = set(re.findall(r"^  ([a-z0-9-]+) = prev\.", text, re.M))
-    norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
-    excluded = {norm(n) for n in tomllib.loads((snapshot / "pyproject.toml").read_text())
+    excluded = {canonicalize_name(n) for n in tomllib.loads((snapshot / "pyproject.toml").read_text())
                 ["tool"]["fxstack"]["exclude"]}
     assert excluded == {"mypy", "databricks-sdk"}
-    dependents = {norm(p["name"]) for p in lock["package"]
-                  if {norm(d) for d in p.get("dependencies", {})} & excluded}
+    dependents = {canonicalize_name(p["name"]) for p in lock["package"]
+                  if {canonicalize_name(d) for d in p.get("dependencies", {})} & excluded}
     assert "sqlalchemy" in dependents
     for env in all_envs(flake).values():
         (summary,) = env["args"]["overrides"]

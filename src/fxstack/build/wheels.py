@@ -206,16 +206,15 @@ def _segments_aligned(path: Path) -> bool:
     return True
 
 
-def _strip_shared_objects(root: Path) -> int:
+def _strip_shared_objects(root: Path) -> None:
     """`strip --strip-unneeded` on every ELF file, as Debian's dh_strip does for shared
     libraries: it drops the static symbol table and debug sections, never what the dynamic
     loader reads. uvloop ships 12 MB of debug info, pyarrow 25 MB of symbol tables.
 
     Libraries that auditwheel grafted in with patchelf (numpy.libs, scipy.libs, ...) can come
     out of strip with load segments glibc refuses to map; each stripped file is checked the
-    way glibc checks it, and one that fails is put back as shipped. Returns how many were.
+    way glibc checks it, and one that fails is put back as shipped.
     The output depends only on the input and the pinned binutils."""
-    kept = 0
     for path in sorted(root.rglob("*")):
         if not path.is_file() or path.is_symlink() or not _is_elf64(path):
             continue
@@ -228,8 +227,6 @@ def _strip_shared_objects(root: Path) -> int:
                           hint="is binutils installed? (scripts/bootstrap.sh installs it)")
         if not _segments_aligned(path):
             path.write_bytes(original)
-            kept += 1
-    return kept
 
 
 def _compile(site: Path) -> None:

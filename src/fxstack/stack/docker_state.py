@@ -152,28 +152,28 @@ def port_conflicts(ports: list[PublishedPort], env: dict[str, str], ours: set[in
     return conflicts
 
 
-def _host_ports(containers) -> set[int]:
-    held: set[int] = set()
-    for c in containers:
+def host_ports_by_owner(dc) -> tuple[set[int], set[int]]:
+    """Host ports that running containers publish: (our project's, other projects').
+
+    Ours may be published again (re-running `up` is fine). Others' are asked of Docker, not
+    found by binding: a daemon run with --userland-proxy=false (as ./fx starts it) forwards
+    published ports with iptables alone, so nothing listens on the host for a bind to hit."""
+    from docker.errors import NotFound
+
+    project = project_name()
+    ours: set[int] = set()
+    others: set[int] = set()
+    for c in dc.containers.list(sparse=True):
+        try:
+            c.reload()
+        except NotFound:  # removed meanwhile
+            continue
+        held = ours if c.labels.get("com.docker.compose.project") == project else others
         for bindings in ((c.attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
             for b in bindings or []:
                 if b.get("HostPort", "").isdigit():
                     held.add(int(b["HostPort"]))
-    return held
-
-
-def our_host_ports(dc) -> set[int]:
-    """Host ports our project's running containers already publish (re-running `up` is fine)."""
-    return _host_ports(project_containers(dc, all_=False))
-
-
-def other_host_ports(dc) -> set[int]:
-    """Host ports that running containers of other projects publish. Asked of Docker, not
-    found by binding: a daemon run with --userland-proxy=false (as ./fx starts it) forwards
-    published ports with iptables alone, so nothing listens on the host for a bind to hit."""
-    project = project_name()
-    return _host_ports(c for c in dc.containers.list()
-                       if c.labels.get("com.docker.compose.project") != project)
+    return ours, others
 
 
 def describe_conflicts(conflicts: list[tuple[PublishedPort, int]]) -> str:

@@ -83,7 +83,7 @@ def preflight(stack: Stack, dc, refs: dict[str, str]) -> None:
                       hint="run `fxstack build` (it builds what is missing and loads it into Docker)")
     settings = stack.settings()
     conflicts = ds.port_conflicts(published_ports(stack.files, stack.profiles), settings,
-                                  ds.our_host_ports(dc), ds.other_host_ports(dc))
+                                  *ds.host_ports_by_owner(dc))
     if conflicts:
         raise FxError("published ports are already taken on this machine:\n" + ds.describe_conflicts(conflicts),
                       hint="change the port variable(s) named above in compose/.env, then run `fxstack up` again")
