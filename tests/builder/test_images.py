@@ -160,9 +160,16 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
 
     registry = LocalRegistry(builder.state)
     registry.ensure_running()
+    # The state a user has after an earlier `fxstack load`: the registry holds the unchanged
+    # image. (cpu_images skips the registry for an image dockerd already has, e.g. from
+    # another checkout, so this test cannot rely on it having been pushed.)
+    original = images["fx-fastapi"]
+    registry.push(builder.store, original.name, original.tag, original.manifest_digest,
+                  lambda m: None)
     manifest = json.loads(copy_builder.store.path(changed.manifest_digest).read_bytes())
-    sent = load_via_registry(copy_builder, changed, docker_client(), registry, lambda m: None)
-    assert sent == changed.layers[-1].size + manifest["config"]["size"]
+    loaded = load_via_registry(copy_builder, changed, docker_client(), registry, lambda m: None)
+    assert loaded.uploaded == changed.layers[-1].size + manifest["config"]["size"]
+    assert loaded.pulled_layers == 1
     out = run(docker_client(), changed.ref, ["python3", "-c",
               "print(open('/app/fxservices/inference/app.py').read().splitlines()[-1])"])
     assert out.strip() == line

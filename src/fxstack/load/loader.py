@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -60,18 +61,33 @@ def _present(client, ref: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class RegistryLoad:
+    """What one registry load copied: bytes uploaded into the local registry (blobs it lacked)
+    and the layers dockerd then downloaded from it (those it lacked)."""
+
+    uploaded: int
+    pulled_layers: int
+
+
 def load_via_registry(builder: Builder, image: BuiltImage, client, registry: LocalRegistry,
-                      log: Callable[[str], None]) -> int:
-    sent = registry.push(builder.store, image.name, image.tag, image.manifest_digest, log)
+                      log: Callable[[str], None]) -> RegistryLoad:
+    uploaded = registry.push(builder.store, image.name, image.tag, image.manifest_digest, log)
     remote = f"{registry.host}/{image.name}"
+    pulled = 0
     try:
-        client.api.pull(remote, tag=image.tag)
+        # dockerd reports "Already exists" for a layer it has and "Pull complete" for each one
+        # it had to fetch; errors can arrive inside the stream as well as raised.
+        for event in client.api.pull(remote, tag=image.tag, stream=True, decode=True):
+            if "error" in event:
+                raise RuntimeError(event["error"])
+            pulled += event.get("status") == "Pull complete"
     except Exception as exc:  # docker.errors.APIError and transport errors alike
         raise FxError(f"docker could not pull {remote}:{image.tag}: {exc}", where=image.name,
                       hint="retry with `fxstack load --method docker-load`") from exc
     client.api.tag(f"{remote}:{image.tag}", image.name, image.tag)
     client.api.remove_image(f"{remote}:{image.tag}", noprune=True)
-    return sent
+    return RegistryLoad(uploaded, pulled)
 
 
 def load_via_docker_load(builder: Builder, image: BuiltImage, log: Callable[[str], None]) -> int:
@@ -126,7 +142,7 @@ def load_images(builder: Builder, images: list[BuiltImage], *, method: str = "re
                 if registry is None:
                     registry = LocalRegistry(builder.state)
                     registry.ensure_running()
-                sent = load_via_registry(builder, image, client, registry, log)
+                sent = load_via_registry(builder, image, client, registry, log).uploaded
             else:
                 sent = load_via_docker_load(builder, image, log)
             log(f"{image.name}: loaded {image.ref} ({sent / 1e6:.1f} MB sent, "
