@@ -14,20 +14,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from fxstack.stack.docker_state import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PORT_VARS = ("FX_AIRFLOW_PORT", "FX_MLFLOW_PORT", "FX_API_PORT", "FX_PROMETHEUS_PORT", "FX_GRAFANA_PORT")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wrk_predict(api: str, pair: str, seconds: int, connections: int) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import requests
 
 from fxstack.build.builder import Builder
 from fxstack.errors import FxError
+from fxstack.stack.docker_state import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -155,30 +155,29 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
     after = [l.digest for l in changed.layers]
     assert before[:-1] == after[:-1] and before[-1] != after[-1]
     # Reloading copies only what Docker and the registry lack: the app layer and the config.
-    from fxstack.load.loader import docker_client, load_via_registry
+    # A registry of its own, empty, while dockerd already holds the unchanged image (as after
+    # a fresh clone on a machine that built it before): `load_images` must fill the registry
+    # anyway, or this reload would upload every layer the registry lacks (CI once saw 75 MB).
+    from fxstack.load.loader import docker_client, load_images, load_via_registry
     from fxstack.load.registry import LocalRegistry
 
-    registry = LocalRegistry(builder.state)
-    registry.ensure_running()
-    # The state a user has after an earlier `fxstack load`: the registry holds the unchanged
-    # image. (cpu_images skips the registry for an image dockerd already has, e.g. from
-    # another checkout, so this test cannot rely on it having been pushed.)
+    registry = LocalRegistry(tmp_path / "state", port=free_port())
     original = images["fx-fastapi"]
-    registry.push(builder.store, original.name, original.tag, original.manifest_digest,
-                  lambda m: None)
-    manifest = json.loads(copy_builder.store.path(changed.manifest_digest).read_bytes())
-    loaded = load_via_registry(copy_builder, changed, docker_client(), registry, lambda m: None)
+    assert not registry.holds(builder.store, original.manifest_digest)
+    try:
+        messages = []
+        load_images(builder, [original], log=messages.append, registry=registry)
+        assert any("copied into the local registry" in m for m in messages), messages
+        assert registry.holds(builder.store, original.manifest_digest)
+        manifest = json.loads(copy_builder.store.path(changed.manifest_digest).read_bytes())
+        loaded = load_via_registry(copy_builder, changed, docker_client(), registry, lambda m: None)
+    finally:
+        registry.stop()
     assert loaded.uploaded == changed.layers[-1].size + manifest["config"]["size"]
     assert loaded.pulled_layers == 1
     out = run(docker_client(), changed.ref, ["python3", "-c",
               "print(open('/app/fxservices/inference/app.py').read().splitlines()[-1])"])
     assert out.strip() == line
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url, timeout=60, ok=lambda r: r.status_code == 200):

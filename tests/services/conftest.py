@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from fxstack.stack.docker_state import free_port  # noqa: F401 (the test modules import it from here)
+
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 if importlib.util.find_spec("fxservices") is None:
@@ -70,12 +72,6 @@ def pytest_collection_modifyitems(config, items):
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None,
                   log: Path | None = None) -> None:

@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from fxstack.stack.compose import PublishedPort, compose_files, published_ports
-from fxstack.stack.docker_state import describe_conflicts, port_conflicts, port_in_use
+from fxstack.stack.docker_state import (describe_conflicts, free_port, port_conflicts,
+                                          port_in_use)
 
 pytestmark = pytest.mark.unit
 
@@ -19,14 +20,6 @@ def listener():
     s.listen(1)
     yield s.getsockname()[1]
     s.close()
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_a_listening_socket_is_detected(listener):

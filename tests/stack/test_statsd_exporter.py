@@ -13,6 +13,7 @@ import requests
 import yaml
 
 from fxstack.paths import repo_root
+from fxstack.stack.docker_state import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -25,14 +26,6 @@ def load_module():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_mapping_turns_airflow_names_into_labelled_metrics():

@@ -128,21 +128,35 @@ def load_via_docker_load(builder: Builder, image: BuiltImage, log: Callable[[str
 
 
 def load_images(builder: Builder, images: list[BuiltImage], *, method: str = "registry",
-                log: Callable[[str], None] | None = None) -> dict[str, str]:
+                log: Callable[[str], None] | None = None,
+                registry: LocalRegistry | None = None) -> dict[str, str]:
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     client = docker_client()
-    registry = None
+    registry = registry or LocalRegistry(builder.state)
+    started_registry = False
     refs = {}
+
+    def local_registry() -> LocalRegistry:
+        nonlocal started_registry
+        if not started_registry:
+            registry.ensure_running()
+            started_registry = True
+        return registry
+
     for image in images:
         started = time.monotonic()
         if _present(client, image.ref):
             log(f"{image.name}: {image.ref} already in Docker")
+            # dockerd may have it from another checkout or state directory: the registry
+            # must still hold its layers, or the next code change would upload them all.
+            if method == "registry" and not registry.holds(builder.store, image.manifest_digest):
+                copied = local_registry().push(builder.store, image.name, image.tag,
+                                               image.manifest_digest, log)
+                log(f"{image.name}: {copied / 1e6:.1f} MB copied into the local registry "
+                    "(once), so later reloads send only changed layers")
         else:
             if method == "registry":
-                if registry is None:
-                    registry = LocalRegistry(builder.state)
-                    registry.ensure_running()
-                sent = load_via_registry(builder, image, client, registry, log).uploaded
+                sent = load_via_registry(builder, image, client, local_registry(), log).uploaded
             else:
                 sent = load_via_docker_load(builder, image, log)
             log(f"{image.name}: loaded {image.ref} ({sent / 1e6:.1f} MB sent, "

@@ -21,11 +21,9 @@ from ..build.oci import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from ..build.store import BlobStore, atomic_write_bytes
 from ..errors import FxError
 
-DEFAULT_PORT = int(os.environ.get("FXSTACK_REGISTRY_PORT", "5555"))
-
-
 class LocalRegistry:
-    def __init__(self, state: Path, port: int = DEFAULT_PORT):
+    def __init__(self, state: Path, port: int | None = None):
+        port = port or int(os.environ.get("FXSTACK_REGISTRY_PORT", "5555"))
         self.dir = state / "registry"
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
@@ -115,6 +113,14 @@ class LocalRegistry:
                         f"blob {digest[:19]}")
         known[digest] = repo
         return size
+
+    def holds(self, store: BlobStore, manifest_digest: str) -> bool:
+        """True when every blob of the image was pushed here before (to any repository: a
+        later push mounts it instead of uploading). Read from our record, without starting
+        the registry; a registry directory wiped by hand takes the record with it."""
+        manifest = json.loads(store.path(manifest_digest).read_bytes())
+        known = self._known_repos()
+        return all(d["digest"] in known for d in [manifest["config"], *manifest["layers"]])
 
     def push(self, store: BlobStore, name: str, tag: str, manifest_digest: str,
              log: Callable[[str], None]) -> int:

@@ -137,6 +137,13 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nothing on 127.0.0.1 holds now (the kernel's pick), for tests and benchmarks."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def port_conflicts(ports: list[PublishedPort], env: dict[str, str], ours: set[int] | None = None,
                    others: set[int] | None = None) -> list[tuple[PublishedPort, int]]:
     """Published ports that something other than our own running containers holds: a
