@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from fxstack.build.builder import Builder  # noqa: E402
-from fxstack.load.loader import load_images  # noqa: E402
+from fxstack.load.loader import docker_client, load_images  # noqa: E402
+from fxstack.load.registry import LocalRegistry  # noqa: E402
+from fxstack.stack.docker_state import free_port  # noqa: E402
 
 import baseline  # noqa: E402
 
@@ -116,7 +118,14 @@ def main() -> int:
         base["noop_rebuild_s"] = sum(baseline.docker_build(contexts[n], f"fxbench/{n}:1") for n in OURS_PY)
 
     # 3. initial load into Docker (ours) ------------------------------------------------------
-    ours["initial_load_s"], _ = timed(lambda: load_images(a, built_a, log=quiet))
+    # A registry of the benchmark's own (not whatever answers on 5555), so the reload numbers
+    # below do not depend on what an earlier run left there. dockerd may already hold these
+    # exact images (the builds are reproducible): then this step only fills the registry.
+    registry = LocalRegistry(work / "state-a", port=free_port())
+    client = docker_client()
+    ours["images_already_in_docker"] = sum(
+        bool(client.images.list(name=im.ref)) for im in built_a)
+    ours["initial_load_s"], _ = timed(lambda: load_images(a, built_a, log=quiet, registry=registry))
 
     # 4. one-line code change in the inference API -------------------------------------------
     app = repo / "src/fxservices/inference/app.py"
@@ -125,7 +134,7 @@ def main() -> int:
     def ours_reload():
         b = Builder(root=repo, state=work / "state-a", log=quiet)
         images = b.build(["fx-fastapi"])
-        load_images(b, images, log=quiet)
+        load_images(b, images, log=quiet, registry=registry)
         return images
     ours["code_change_rebuild_reload_s"], _ = timed(ours_reload)
     if not args.skip_baseline:
@@ -140,6 +149,7 @@ def main() -> int:
         (contexts["fx-fastapi"] / "requirements.txt").write_text(
             baseline.export_requirements(b.lock, list(b.specs["fx-fastapi"].groups)))
         base["add_dependency_rebuild_s"] = baseline.docker_build(contexts["fx-fastapi"], "fxbench/fx-fastapi:1")
+    registry.stop()
     # undo both changes for the reproducibility builds
     shutil.rmtree(work / "repo")
     repo = copy_repo(work / "repo")
@@ -189,6 +199,8 @@ def print_table(r: dict) -> None:
     rows = [
         ("cold build, CPU set", o.get("cold_build_s"), b.get("cold_build_s"), ""),
         ("no-op rebuild", o.get("noop_rebuild_s"), b.get("noop_rebuild_s"), "< 2 s"),
+        (f"initial load ({o.get('images_already_in_docker', '?')} images already in Docker)",
+         o.get("initial_load_s"), None, ""),
         ("1-line change: rebuild+reload fx-fastapi", o.get("code_change_rebuild_reload_s"),
          b.get("code_change_rebuild_s"), "< 2 s, faster than baseline"),
         ("+1 dependency: rebuild+reload fx-fastapi", o.get("add_dependency_rebuild_reload_s"),
