@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out a package (a trailing * matches a prefix)")
     p.set_defaults(func=_cmd_lock_export)
     # Each part registers its own subcommands, so this file stays a table of contents.
-    for module in ("fxstack.build.commands", "fxstack.stack.commands"):
+    for module in ("fxstack.build.commands", "fxstack.stack.commands", "fxstack.gc"):
         try:
             register = __import__(module, fromlist=["register"]).register
         except ModuleNotFoundError as exc:

@@ -17,7 +17,7 @@ from . import oci
 from .debian import DebianLock, RootfsRecipe, build_rootfs
 from .layers import group_by_users, layers_for
 from .settings import BUILDER_VERSION, MAX_LAYERS, TREE_VERSION
-from .store import BlobStore, KeyedCache, inputs_key
+from .store import BlobStore, KeyedCache, inputs_key, state_lock
 from .tarball import Entry, merge_entries, tree_entries, write_tar
 from .wheels import DistCache, build_pure_wheel, install_tree, tree_key
 
@@ -152,6 +152,10 @@ class Builder:
         return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=spec.volumes)
 
     def build(self, names: list[str] | None = None, *, include_gpu: bool = False) -> list[BuiltImage]:
+        with state_lock(self.state, exclusive=False):
+            return self._build(names, include_gpu=include_gpu)
+
+    def _build(self, names: list[str] | None, *, include_gpu: bool) -> list[BuiltImage]:
         chosen = self.select(names, include_gpu=include_gpu)
         per_image, classes = ({}, []) if not any(s.kind == "python" for s in chosen) \
             else self._package_classes()

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from ..errors import FxError
+
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -123,3 +125,25 @@ class KeyedCache:
 def inputs_key(*parts: Any) -> str:
     """A cache key from anything JSON-serialisable that determines an output."""
     return hashlib.sha256(canonical_json(list(parts))).hexdigest()
+
+
+@contextmanager
+def state_lock(state: Path, *, exclusive: bool) -> Iterator[None]:
+    """Builds and loads share the state directory; `gc` needs it to itself, or it could delete
+    a layer a build has just written but not yet named in an image."""
+    import fcntl
+
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not exclusive:  # a gc is sweeping: wait for it rather than fail the build
+                fcntl.flock(f, fcntl.LOCK_SH)
+            else:
+                raise FxError("a build or load is using this state directory", where=str(state),
+                              hint="run `fxstack gc` again when it has finished") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

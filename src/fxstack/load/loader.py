@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..build.builder import Builder, BuiltImage
-from ..build.store import atomic_write_bytes
+from ..build.store import atomic_write_bytes, state_lock
 from ..errors import FxError
 from .registry import LocalRegistry
 
@@ -143,24 +143,60 @@ def load_images(builder: Builder, images: list[BuiltImage], *, method: str = "re
             started_registry = True
         return registry
 
-    for image in images:
-        started = time.monotonic()
-        if _present(client, image.ref):
-            log(f"{image.name}: {image.ref} already in Docker")
-            # dockerd may have it from another checkout or state directory: the registry
-            # must still hold its layers, or the next code change would upload them all.
-            if method == "registry" and not registry.holds(builder.store, image.manifest_digest):
-                copied = local_registry().push(builder.store, image.name, image.tag,
-                                               image.manifest_digest, log)
-                log(f"{image.name}: {copied / 1e6:.1f} MB copied into the local registry "
-                    "(once), so later reloads send only changed layers")
-        else:
-            if method == "registry":
-                sent = load_via_registry(builder, image, client, local_registry(), log).uploaded
-            else:
-                sent = load_via_docker_load(builder, image, log)
-            log(f"{image.name}: loaded {image.ref} ({sent / 1e6:.1f} MB sent, "
-                f"{time.monotonic() - started:.1f}s)")
-        refs[image.name] = image.ref
+    with state_lock(builder.state, exclusive=False):
+        for image in images:
+            refs[image.name] = _load_one(builder, image, client, method, registry, local_registry,
+                                         log)
     write_images_env(builder.state, refs)
     return refs
+
+
+def _load_one(builder: Builder, image: BuiltImage, client, method: str, registry: LocalRegistry,
+              local_registry: Callable[[], LocalRegistry], log: Callable[[str], None]) -> str:
+    started = time.monotonic()
+    if _present(client, image.ref):
+        log(f"{image.name}: {image.ref} already in Docker")
+        # dockerd may have it from another checkout or state directory: the registry must
+        # still hold its layers, or the next code change would upload them all.
+        if method == "registry" and not registry.holds(builder.store, image.manifest_digest):
+            copied = local_registry().push(builder.store, image.name, image.tag,
+                                           image.manifest_digest, log)
+            log(f"{image.name}: {copied / 1e6:.1f} MB copied into the local registry "
+                "(once), so later reloads send only changed layers")
+        return image.ref
+    if method == "registry":
+        sent = load_via_registry(builder, image, client, local_registry(), log).uploaded
+    else:
+        sent = load_via_docker_load(builder, image, log)
+    log(f"{image.name}: loaded {image.ref} ({sent / 1e6:.1f} MB sent, "
+        f"{time.monotonic() - started:.1f}s)")
+    return image.ref
+
+
+def prune_docker_images(names: set[str], keep_refs: set[str], dry_run: bool,
+                        log: Callable[[str], None]):
+    """Remove Docker's tags of our image names that no current image has; an image a
+    container still uses stays (and is named)."""
+    from docker.errors import APIError
+
+    from ..gc import Freed
+
+    client = docker_client()
+    freed = Freed("Docker images (old tags of ours)")
+    before = client.df().get("LayersSize", 0)
+    for image in client.images.list():
+        for ref in image.tags:
+            name = ref.rpartition(":")[0]
+            if name not in names or ref in keep_refs:
+                continue
+            freed.items += 1
+            if dry_run:
+                continue
+            try:
+                client.images.remove(ref, noprune=False)
+            except APIError as exc:
+                freed.items -= 1
+                freed.notes.append(f"kept {ref}: {exc.explanation or exc}")
+    if not dry_run:
+        freed.bytes = max(0, before - client.df().get("LayersSize", 0))
+    return freed

@@ -68,7 +68,16 @@ class LocalRegistry:
         pid_file = self.dir / "registry.pid"
         if pid_file.exists():
             try:
-                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+                pid = int(pid_file.read_text())
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(100):  # gone, so its port and storage are free for what follows
+                    try:
+                        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                            break  # our own child, now reaped (a zombie would pass kill 0)
+                    except ChildProcessError:
+                        pass  # started by another process
+                    os.kill(pid, 0)
+                    time.sleep(0.1)
             except (ProcessLookupError, ValueError):
                 pass
             pid_file.unlink()
@@ -136,6 +145,70 @@ class LocalRegistry:
                                      headers={"Content-Type": MANIFEST_MEDIA_TYPE}, timeout=60),
                     f"manifest of {name}:{tag}")
         return sent
+
+    # -- garbage collection -------------------------------------------------------------------
+
+    def _data_bytes(self) -> int:
+        data = self.dir / "data"
+        return sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) if data.exists() else 0
+
+    def prune(self, keep_refs: set[str], dry_run: bool, log: Callable[[str], None]):
+        """Delete every manifest whose `name:tag` is not in keep_refs, then let the registry's
+        own `garbage-collect` remove the blobs no manifest references any more."""
+        from ..gc import Freed
+
+        freed = Freed("local registry")
+        if not (self.dir / "data").exists():
+            return freed
+        was_up = self._up()
+        if not was_up:
+            self.ensure_running()
+        stale = []
+        repos = self._check(self.session.get(f"{self.base}/v2/_catalog", params={"n": 1000},
+                                             timeout=30), "the catalog").json().get("repositories") or []
+        for repo in repos:
+            tags = self._check(self.session.get(f"{self.base}/v2/{repo}/tags/list", timeout=30),
+                               f"the tags of {repo}").json().get("tags") or []
+            stale += [(repo, tag) for tag in tags if f"{repo}:{tag}" not in keep_refs]
+        freed.items = len(stale)
+        if dry_run:
+            if not was_up:
+                self.stop()
+            return freed
+        for repo, tag in stale:
+            head = self._check(self.session.head(f"{self.base}/v2/{repo}/manifests/{tag}",
+                                                 headers={"Accept": MANIFEST_MEDIA_TYPE}, timeout=30),
+                               f"manifest {repo}:{tag}")
+            digest = head.headers["Docker-Content-Digest"]
+            self._check(self.session.delete(f"{self.base}/v2/{repo}/manifests/{digest}", timeout=30),
+                        f"deleting {repo}:{tag}")
+        # garbage-collect must not run beside a serving registry: stop ours, sweep, and leave
+        # it stopped (the next load starts it). One we did not start is left alone.
+        if not (self.dir / "registry.pid").exists():
+            freed.notes.append(f"the registry on {self.host} was not started from {self.dir}; "
+                               "manifests deleted, blobs left for its owner's garbage-collect")
+            return freed
+        self.stop()
+        binary = shutil.which("docker-registry") or shutil.which("registry")
+        before = self._data_bytes()
+        proc = subprocess.run([binary, "garbage-collect", str(self.dir / "config.yml")],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise FxError(f"garbage-collect failed: {(proc.stdout + proc.stderr)[-800:]}",
+                          where=str(self.dir / "config.yml"),
+                          hint=f"remove {self.dir} to start the registry afresh (the next load "
+                               "refills it)")
+        freed.bytes = max(0, before - self._data_bytes())
+        self._forget_missing_blobs()
+        return freed
+
+    def _forget_missing_blobs(self) -> None:
+        """Our record of pushed blobs must not claim what garbage-collect removed: `holds`
+        would then skip a needed push, and pushes would try mounts that fail."""
+        blobs = self.dir / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+        known = {d: repo for d, repo in self._known_repos().items()
+                 if (blobs / d.removeprefix("sha256:")[:2] / d.removeprefix("sha256:") / "data").exists()}
+        atomic_write_bytes(self._mounts_path, json.dumps(known).encode())
 
 
 __all__ = ["LocalRegistry", "CONFIG_MEDIA_TYPE"]
