@@ -283,3 +283,26 @@ def test_a_hanging_registry_never_holds_up_requests(env, model_v1, caplog):
     assert not checks[0].is_alive()
     assert cache.serve() is loaded  # an unreachable registry keeps the version being served
     assert "cannot be reached" in (cache._error or "")
+
+
+def test_a_background_swap_loads_with_a_short_gil_switch_interval(env, model_v1):
+    """A new version loads beside requests: meanwhile the GIL is handed back every 0.5 ms so
+    the event loop is not kept waiting 5 ms at each socket call; afterwards it is as before."""
+    import sys
+    import threading
+
+    from fxservices.inference.model import ModelCache
+    from fxservices.pipeline import tasks
+
+    cache = ModelCache(env["mlflow"]["uri"], MODEL, "serving", ttl_seconds=0.05)
+    first = cache.get()
+    before = sys.getswitchinterval()
+    seen = []
+    cache.on_new_model = lambda: seen.append(sys.getswitchinterval())
+    newer = tasks.train_register_task()
+    time.sleep(0.06)
+    assert cache.serve() is first  # answered at once; the check and the load run behind it
+    (check,) = [t for t in threading.enumerate() if t.name == "fx-model-check"]
+    check.join(timeout=60)
+    assert cache.serve().version == newer["version"] != first.version
+    assert seen == [0.0005] and sys.getswitchinterval() == before

@@ -92,7 +92,9 @@ class Services:
                     settings.mlflow_tracking_uri, settings.model_name, settings.model_alias,
                     ttl_seconds=env_float("FX_MODEL_REFRESH_SECONDS", 10.0, minimum=0.0),
                     default_features=FEATURE_NAMES)
-                self.models.on_new_model = _freeze_heap  # freeze what the new model brought
+                # freeze what the new model brought; only the young generations are collected
+                # first: a full collection holds the GIL for tens of ms while requests are served
+                self.models.on_new_model = lambda: _freeze_heap(full=False)
                 self.features = OnlineFeatures(settings.feast_repo_path, settings.redis_host,
                                                settings.redis_port)
                 self.settings = settings
@@ -104,13 +106,13 @@ class Services:
 services = Services()
 
 
-def _freeze_heap() -> None:
+def _freeze_heap(full: bool = True) -> None:
     """Move everything alive now (imported libraries, the loaded model) out of the cyclic GC's
     reach: full collections over feast/mlflow/pandas objects otherwise cost tens of ms and show
     up as p99 latency."""
     import gc
 
-    gc.collect()
+    gc.collect(2 if full else 1)
     gc.freeze()
 
 
