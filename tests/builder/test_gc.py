@@ -178,3 +178,16 @@ def test_docker_prune_removes_only_old_tags_of_our_names(cpu_images, docker_clie
         for ref in (stale, foreign):
             if docker_client.images.list(name=ref):
                 docker_client.images.remove(ref)
+
+
+@pytest.mark.integration
+def test_a_build_says_when_the_store_has_grown_past_the_hint(cpu_images, monkeypatch):
+    from fxstack.build.builder import Builder
+
+    messages = []
+    monkeypatch.setenv("FXSTACK_GC_HINT_GB", "1000")
+    Builder(log=messages.append).build(["redis-exporter"])
+    assert not any("fxstack gc" in m for m in messages)
+    monkeypatch.setenv("FXSTACK_GC_HINT_GB", "0.001")
+    Builder(log=messages.append).build(["redis-exporter"])
+    assert any("fxstack gc" in m and "GB of layers" in m for m in messages), messages

@@ -185,4 +185,13 @@ class Builder:
             self.log(f"{spec.name}: {image.ref}  {len(layers)} layers  {image.size / 1e6:.1f} MB"
                      f"  ({image.seconds:.1f}s)")
         oci.update_index(self.store, refs)
+        self._hint_gc()
         return built
+
+    def _hint_gc(self) -> None:
+        """Old layers pile up unseen (every code change leaves one): say so once it is a lot."""
+        limit = float(os.environ.get("FXSTACK_GC_HINT_GB", "20")) * 1e9
+        held = sum(e.stat().st_size for e in os.scandir(self.store.blobs) if e.is_file())
+        if held > limit:
+            self.log(f"{self.store.root} holds {held / 1e9:.1f} GB of layers: `fxstack gc` removes "
+                     "the ones no current image uses (FXSTACK_GC_HINT_GB sets this threshold)")
