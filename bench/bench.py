@@ -39,9 +39,9 @@ def quiet(_msg: str) -> None:
     pass
 
 
-def copy_repo(dest: Path) -> Path:
+def copy_repo(dest: Path, source: Path = ROOT) -> Path:
     for part in ("images", "src", "pyproject.toml", "poetry.lock"):
-        src = ROOT / part
+        src = source / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / part)
     return dest
 
@@ -87,7 +87,10 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="fxbench-"))
     work.mkdir(parents=True, exist_ok=True)
-    repo = copy_repo(work / "repo")
+    # One snapshot of the checkout, taken now: the second clean build must see the same
+    # sources as the first even if the checkout is edited while the benchmark runs.
+    pristine = copy_repo(work / "pristine")
+    repo = copy_repo(work / "repo", pristine)
     os.environ["PIP_NO_CACHE_DIR"] = "1"  # cold means cold: no pip http cache for either side
     results: dict = {"work": str(work), "ours": {}, "baseline": {}, "images": {}}
     ours, base = results["ours"], results["baseline"]
@@ -152,7 +155,7 @@ def main() -> int:
     registry.stop()
     # undo both changes for the reproducibility builds
     shutil.rmtree(work / "repo")
-    repo = copy_repo(work / "repo")
+    repo = copy_repo(work / "repo", pristine)
 
     # 6. reproducibility: a second clean build elsewhere ------------------------------------
     log("== ours: second clean build in another directory")
