@@ -306,3 +306,29 @@ def test_a_background_swap_loads_with_a_short_gil_switch_interval(env, model_v1)
     check.join(timeout=60)
     assert cache.serve().version == newer["version"] != first.version
     assert seen == [0.0005] and sys.getswitchinterval() == before
+
+
+def test_a_worker_with_no_model_loads_the_first_version_on_its_own(env, model_v1):
+    """No request needed: the worker's background poll loads a version once it is registered."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    from fxservices.inference.model import ModelCache, ModelUnavailable
+
+    name = f"fx-poll-{time.time_ns()}"
+    cache = ModelCache(env["mlflow"]["uri"], name, "serving", ttl_seconds=0.1)
+    with pytest.raises(ModelUnavailable):
+        cache.get()
+    threading.Thread(target=cache.poll_until_loaded, daemon=True).start()
+    time.sleep(0.5)
+    assert cache.loaded is None  # still nothing registered under that name
+    client = MlflowClient(tracking_uri=env["mlflow"]["uri"])
+    source = client.get_model_version(MODEL, model_v1["version"])
+    client.create_registered_model(name)
+    mv = client.create_model_version(name, source.source, run_id=source.run_id)
+    client.set_registered_model_alias(name, "serving", mv.version)
+    deadline = time.monotonic() + 30
+    while cache.loaded is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cache.loaded is not None and cache.loaded.version == str(mv.version)

@@ -134,16 +134,19 @@ async def _lifespan(_app):
 def _warm_up() -> None:
     from fxservices.inference.imports import ensure_imported
 
+    unregistered = False
     try:
         ensure_imported()
         services.ensure()
         if services.models is not None:
             services.models.get()
     except ModelUnavailable:
-        pass  # nothing registered yet: /predict says what to do
+        unregistered = True  # nothing registered yet: /predict says what to do meanwhile
     except Exception as exc:  # reported by /ready and /predict when they need them
         log.warning("warm-up failed: %s", exc)
     _freeze_heap()
+    if unregistered and services.models is not None:
+        services.models.poll_until_loaded()
 
 
 app = FastAPI(title="FX inference API", version="1.0.0", lifespan=_lifespan,

@@ -182,6 +182,22 @@ class ModelCache:
                              daemon=True).start()
         return loaded
 
+    def poll_until_loaded(self, min_interval: float = 0.2) -> None:
+        """Nothing registered yet: check every TTL from this (background) thread until a version
+        loads, so each worker loads the first one as soon as it is registered, not when a
+        request finds it missing (that request, and every one behind it, would wait)."""
+        while self._loaded is None:
+            time.sleep(max(self.ttl, min_interval))
+            if self._loaded is not None or not self._lock.acquire(blocking=False):
+                continue  # a request is checking right now
+            try:
+                with _polite_to_the_event_loop():
+                    self._check()
+            except Exception:  # nobody to raise to; /ready and /predict report the error
+                log.exception("model alias check failed")
+            finally:
+                self._lock.release()
+
     def _check_then_release(self) -> None:
         try:
             if not self.fresh():
