@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from fxstack.stack.docker_state import free_port
@@ -63,6 +65,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10,
                     help="seconds of the same load first, reported apart (0: none)")
+    ap.add_argument("--retrain", type=int, default=15,
+                    help="seconds of the same load while the DAG runs a second time (0: skip)")
     ap.add_argument("--keep", action="store_true", help="leave the stack running")
     args = ap.parse_args()
     os.environ["FXSTACK_PROJECT"] = "fxstack-bench"
@@ -87,6 +91,26 @@ def main() -> int:
             result["predict_load_warmup"] = wrk_predict(ep.api, ep.pairs[0], args.warmup,
                                                         args.connections)
         result["predict_load"] = wrk_predict(ep.api, ep.pairs[0], args.seconds, args.connections)
+        if args.retrain:
+            # The same load while the DAG runs again: training and materialisation take the
+            # same 2 cores, and every worker swaps to the new version while serving the old.
+            done = threading.Event()
+            second: dict = {}
+
+            def rerun():
+                try:
+                    second["run"] = e2e.run(out=open(os.devnull, "w"))
+                except Exception as exc:  # reported in the JSON, the load result still counts
+                    second["error"] = f"{type(exc).__name__}: {exc}"
+                finally:
+                    done.set()
+            threading.Thread(target=rerun, daemon=True).start()
+            time.sleep(1)
+            load = wrk_predict(ep.api, ep.pairs[0], args.retrain, args.connections)
+            done.wait(600)
+            load["dag_error"] = second.get("error")
+            load["model_version_after"] = getattr(second.get("run"), "model_version", None)
+            result["predict_load_during_second_dag"] = load
         result["docker_proxy_in_path"] = docker_proxy_running()
         result["cpus"] = os.cpu_count()
     finally:
@@ -105,6 +129,12 @@ def main() -> int:
     if warm:
         print(f"{'  first ' + str(args.warmup) + ' s after the DAG (warm-up): p50, p99':48} "
               f"{warm.get('p50_ms') or float('nan'):>7.1f}, {warm.get('p99_ms') or float('nan'):.1f} ms")
+    again = result.get("predict_load_during_second_dag")
+    if again:
+        print(f"{'  while the DAG retrains and swaps the model: p50, p99':48} "
+              f"{again.get('p50_ms') or float('nan'):>7.1f}, {again.get('p99_ms') or float('nan'):.1f} ms"
+              f"  ({again.get('requests_per_s') or 0:.0f} req/s, non-2xx {again.get('non_2xx')}, "
+              f"now v{again.get('model_version_after')})")
     print(f"{'  docker-proxy in the path':48} {str(result.get('docker_proxy_in_path')):>12}")
     print(f"{'errors (non-2xx, socket)':48} {str(load.get('non_2xx')) + ', ' + (load.get('socket_errors') or 'none'):>12}")
     print(f"\nJSON: {args.out}")
