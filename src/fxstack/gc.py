@@ -139,36 +139,32 @@ def prune_keyed_cache(cache: KeyedCache, store: BlobStore, part: str, dry_run: b
     return freed
 
 
-def prune_trees(trees: Path, hashes: set[str], dry_run: bool) -> Freed:
-    """Installed wheel trees made by another TREE_VERSION, or for files the lock no longer pins."""
-    freed = Freed("installed wheel trees")
-    if not trees.is_dir():
+def _prune_entries(root: Path, part: str, wanted: Callable[[str], bool], dry_run: bool) -> Freed:
+    """Remove each entry of `root` whose name is not wanted (dot-names are work in progress)."""
+    freed = Freed(part)
+    if not root.is_dir():
         return freed
-    current = re.compile(rf"-t{TREE_VERSION}c?$")
-    prefixes = {h[:32] for h in hashes}
-    for path in trees.iterdir():
-        if path.name.startswith("."):
-            continue
-        if current.search(path.name) and path.name.split("-", 1)[0] in prefixes:
+    for path in root.iterdir():
+        if path.name.startswith(".") or wanted(path.name):
             continue
         freed.add(path)
         if not dry_run:
             _remove(path)
     return freed
+
+
+def prune_trees(trees: Path, hashes: set[str], dry_run: bool) -> Freed:
+    """Installed wheel trees made by another TREE_VERSION, or for files the lock no longer pins."""
+    current = re.compile(rf"-t{TREE_VERSION}c?$")
+    prefixes = {h[:32] for h in hashes}
+    return _prune_entries(trees, "installed wheel trees",
+                          lambda n: bool(current.search(n)) and n.split("-", 1)[0] in prefixes,
+                          dry_run)
 
 
 def prune_dists(dist: Path, hashes: set[str], dry_run: bool) -> Freed:
     """Downloaded files the lock no longer pins."""
-    freed = Freed("downloaded distributions")
-    if not dist.is_dir():
-        return freed
-    for path in dist.iterdir():
-        if path.name.startswith(".") or path.name in hashes:
-            continue
-        freed.add(path)
-        if not dry_run:
-            _remove(path)
-    return freed
+    return _prune_entries(dist, "downloaded distributions", hashes.__contains__, dry_run)
 
 
 def run_gc(builder, *, dry_run: bool = False, registry: bool = True, docker: bool = True,
