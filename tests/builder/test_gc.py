@@ -171,7 +171,7 @@ def test_docker_prune_removes_only_old_tags_of_our_names(cpu_images, docker_clie
         assert prune_docker_images({"redis-exporter"}, {current}, True, print).items >= 1
         assert docker_client.images.list(name=stale)
         freed = prune_docker_images({"redis-exporter"}, {current}, False, print)
-        assert freed.items >= 1 and freed.notes == []
+        assert freed.items >= 1 and not any(stale in n for n in freed.notes), freed.notes
         assert not docker_client.images.list(name=stale)
         assert docker_client.images.list(name=current) and docker_client.images.list(name=foreign)
     finally:
