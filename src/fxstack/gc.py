@@ -23,6 +23,7 @@ from .build.oci import content_tag
 from .build.settings import TREE_VERSION
 from .build.store import BlobStore, KeyedCache, state_lock
 from .errors import FxError
+from .stack.envfile import read_env
 
 # A temporary file this old belongs to a write that was interrupted, not to one under way.
 STALE_TEMP_SECONDS = 3600
@@ -81,14 +82,12 @@ def kept_manifests(store: BlobStore, images_env: Path) -> dict[str, str]:
 
 
 def _env_refs(images_env: Path) -> dict[str, str]:
+    """image name -> content tag, for the refs images.env holds (others are not ours to keep)."""
     refs = {}
-    if images_env.exists():
-        for line in images_env.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                ref = line.split("=", 1)[1].strip()
-                name, _, tag = ref.rpartition(":")
-                if name and re.fullmatch(r"[0-9a-f]{12}", tag):
-                    refs[name] = tag
+    for ref in read_env(images_env).values():
+        name, _, tag = ref.strip().rpartition(":")
+        if name and re.fullmatch(r"[0-9a-f]{12}", tag):
+            refs[name] = tag
     return refs
 
 

@@ -188,24 +188,19 @@ class ModelCache:
         request finds it missing (that request, and every one behind it, would wait)."""
         while self._loaded is None:
             time.sleep(max(self.ttl, min_interval))
-            if self._loaded is not None or not self._lock.acquire(blocking=False):
-                continue  # a request is checking right now
-            try:
-                with _polite_to_the_event_loop():
-                    self._check()
-            except Exception:  # nobody to raise to; /ready and /predict report the error
-                log.exception("model alias check failed")
-            finally:
-                self._lock.release()
+            if self._loaded is None and self._lock.acquire(blocking=False):
+                self._check_then_release()  # (else a request is checking right now)
 
     def _check_then_release(self) -> None:
+        """A due alias check from a background thread, which holds self._lock."""
         try:
             if not self.fresh():
                 with _polite_to_the_event_loop():
                     self._check()
         except Exception:  # a background thread has no caller to raise to
-            log.exception("model alias check failed; serving version %s meanwhile",
-                          getattr(self._loaded, "version", None))
+            loaded = self._loaded
+            log.exception("model alias check failed; serving %s meanwhile",
+                          f"version {loaded.version}" if loaded else "nothing")
         finally:
             self._lock.release()
 

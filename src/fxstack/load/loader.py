@@ -14,6 +14,7 @@ from typing import Callable
 from ..build.builder import Builder, BuiltImage
 from ..build.store import atomic_write_bytes, state_lock
 from ..errors import FxError
+from ..stack.envfile import read_env
 from .registry import LocalRegistry
 
 
@@ -37,12 +38,7 @@ def env_var_for(name: str) -> str:
 def write_images_env(state: Path, refs: dict[str, str]) -> Path:
     """`.fxstack/images.env`: the refs Compose substitutes; existing lines for other images kept."""
     path = state / "images.env"
-    lines: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, value = line.split("=", 1)
-                lines[key] = value
+    lines = read_env(path)
     for name, ref in refs.items():
         lines[env_var_for(name)] = ref
     text = "# written by fxstack build/load: image refs for docker compose\n"
@@ -133,39 +129,31 @@ def load_images(builder: Builder, images: list[BuiltImage], *, method: str = "re
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     client = docker_client()
     registry = registry or LocalRegistry(builder.state)
-    started_registry = False
     refs = {}
-
-    def local_registry() -> LocalRegistry:
-        nonlocal started_registry
-        if not started_registry:
-            registry.ensure_running()
-            started_registry = True
-        return registry
-
     with state_lock(builder.state, exclusive=False):
         for image in images:
-            refs[image.name] = _load_one(builder, image, client, method, registry, local_registry,
-                                         log)
+            refs[image.name] = _load_one(builder, image, client, method, registry, log)
     write_images_env(builder.state, refs)
     return refs
 
 
 def _load_one(builder: Builder, image: BuiltImage, client, method: str, registry: LocalRegistry,
-              local_registry: Callable[[], LocalRegistry], log: Callable[[str], None]) -> str:
+              log: Callable[[str], None]) -> str:
     started = time.monotonic()
     if _present(client, image.ref):
         log(f"{image.name}: {image.ref} already in Docker")
         # dockerd may have it from another checkout or state directory: the registry must
         # still hold its layers, or the next code change would upload them all.
         if method == "registry" and not registry.holds(builder.store, image.manifest_digest):
-            copied = local_registry().push(builder.store, image.name, image.tag,
-                                           image.manifest_digest, log)
+            registry.ensure_running()
+            copied = registry.push(builder.store, image.name, image.tag, image.manifest_digest,
+                                   log)
             log(f"{image.name}: {copied / 1e6:.1f} MB copied into the local registry "
                 "(once), so later reloads send only changed layers")
         return image.ref
     if method == "registry":
-        sent = load_via_registry(builder, image, client, local_registry(), log).uploaded
+        registry.ensure_running()
+        sent = load_via_registry(builder, image, client, registry, log).uploaded
     else:
         sent = load_via_docker_load(builder, image, log)
     log(f"{image.name}: loaded {image.ref} ({sent / 1e6:.1f} MB sent, "

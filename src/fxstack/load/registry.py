@@ -30,6 +30,7 @@ class LocalRegistry:
         self.host = f"127.0.0.1:{port}"
         self.session = requests.Session()
         self._mounts_path = self.dir / "blob-repos.json"
+        self._running = False
 
     def _up(self) -> bool:
         try:
@@ -38,7 +39,10 @@ class LocalRegistry:
             return False
 
     def ensure_running(self) -> None:
-        if self._up():
+        """Start the registry unless one answers; asked once per image loaded, so an answer
+        is remembered until stop()."""
+        if self._running or self._up():
+            self._running = True
             return
         binary = shutil.which("docker-registry") or shutil.which("registry")
         if binary is None:
@@ -56,6 +60,7 @@ class LocalRegistry:
         (self.dir / "registry.pid").write_text(str(proc.pid))
         for _ in range(100):
             if self._up():
+                self._running = True
                 return
             if proc.poll() is not None:
                 break
@@ -65,6 +70,7 @@ class LocalRegistry:
                       where=str(config), hint=f"is port {self.port} taken? set FXSTACK_REGISTRY_PORT")
 
     def stop(self) -> None:
+        self._running = False
         pid_file = self.dir / "registry.pid"
         if pid_file.exists():
             try:
@@ -161,8 +167,7 @@ class LocalRegistry:
         if not (self.dir / "data").exists():
             return freed
         was_up = self._up()
-        if not was_up:
-            self.ensure_running()
+        self.ensure_running()
         stale = []
         repos = self._check(self.session.get(f"{self.base}/v2/_catalog", params={"n": 1000},
                                              timeout=30), "the catalog").json().get("repositories") or []
