@@ -13,8 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from fxstack.build.builder import Builder
-from fxstack.build.debian import DebianLock, RootfsRecipe, build_rootfs
+from fxstack.image.builder import Builder
+from fxstack.image.debian import DebianLock, RootfsRecipe, build_rootfs
 from fxstack.lock.poetry_lock import export_requirements  # noqa: F401 (used by bench.py)
 from fxstack.specs import ImageSpec
 

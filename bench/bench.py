@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fxstack.build.builder import Builder  # noqa: E402
+from fxstack.image.builder import Builder  # noqa: E402
 from fxstack.load.loader import docker_client, load_images  # noqa: E402
 from fxstack.load.registry import LocalRegistry  # noqa: E402
 from fxstack.stack.docker_state import free_port  # noqa: E402

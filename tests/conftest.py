@@ -26,7 +26,7 @@ def cpu_images(docker_client):
 
     Returns (builder, {name: BuiltImage}).
     """
-    from fxstack.build.builder import Builder
+    from fxstack.image.builder import Builder
     from fxstack.load.loader import load_images
 
     builder = Builder()

@@ -33,7 +33,7 @@ def _cmd_lock_export(args: argparse.Namespace) -> int:
     text = export_requirements(PoetryLock(root / "poetry.lock", root / "pyproject.toml"), args.groups,
                                tuple(args.exclude))
     if args.output:
-        from .build.store import atomic_write_bytes
+        from .image.store import atomic_write_bytes
 
         atomic_write_bytes(Path(args.output), text.encode())
     else:
@@ -54,14 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out a package (a trailing * matches a prefix)")
     p.set_defaults(func=_cmd_lock_export)
     # Each part registers its own subcommands, so this file stays a table of contents.
-    for module in ("fxstack.build.commands", "fxstack.stack.commands", "fxstack.gc"):
-        try:
-            register = __import__(module, fromlist=["register"]).register
-        except ModuleNotFoundError as exc:
-            if not module.startswith(exc.name or "-"):
-                raise
-            continue
-        register(sub)
+    for module in ("fxstack.workflow.commands", "fxstack.stack.commands", "fxstack.workflow.gc"):
+        __import__(module, fromlist=["register"]).register(sub)
     return parser
 
 

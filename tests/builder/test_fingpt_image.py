@@ -19,7 +19,7 @@ TEXTS = ["Euro rises as the ECB hikes rates", "Stocks plunge on weak earnings"]
 
 @pytest.fixture(scope="module")
 def fingpt(docker_client):
-    from fxstack.build.builder import Builder
+    from fxstack.image.builder import Builder
     from fxstack.load.loader import load_images
 
     builder = Builder()

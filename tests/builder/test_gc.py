@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from fxstack.build import oci
-from fxstack.build.store import BlobStore, KeyedCache, state_lock
+from fxstack.image import oci
+from fxstack.image.store import BlobStore, KeyedCache, state_lock
 from fxstack.errors import FxError
-from fxstack.gc import (STALE_TEMP_SECONDS, kept_manifests, locked_hashes, prune_dists,
+from fxstack.workflow.gc import (STALE_TEMP_SECONDS, kept_manifests, locked_hashes, prune_dists,
                         prune_keyed_cache, prune_store, prune_trees, reachable_blobs)
 from fxstack.specs import load_specs
 from fxstack.stack.docker_state import free_port
@@ -95,7 +95,7 @@ def test_cache_records_trees_and_downloads_follow_the_store_and_the_lock(store, 
     hashes = locked_hashes(ROOT / "poetry.lock")
     assert len(hashes) > 300
     locked = sorted(hashes)[0]
-    from fxstack.build.settings import TREE_VERSION
+    from fxstack.image.settings import TREE_VERSION
 
     trees = tmp_path / "trees"
     current = trees / f"{locked[:32]}-pkg-1.0-py3-none-any-t{TREE_VERSION}c"
@@ -182,7 +182,7 @@ def test_docker_prune_removes_only_old_tags_of_our_names(cpu_images, docker_clie
 
 @pytest.mark.integration
 def test_a_build_says_when_the_store_has_grown_past_the_hint(cpu_images, monkeypatch):
-    from fxstack.build.builder import Builder
+    from fxstack.image.builder import Builder
 
     messages = []
     monkeypatch.setenv("FXSTACK_GC_HINT_GB", "1000")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from fxstack.build.builder import Builder
+from fxstack.image.builder import Builder
 from fxstack.errors import FxError
 from fxstack.stack.docker_state import free_port
 
@@ -102,7 +102,7 @@ def test_stripped_extension_modules_all_load(cpu_images, docker_client, name, at
     # debug info as shipped), no C sources or Cython files anywhere
     import subprocess
 
-    from fxstack.build.settings import TREE_VERSION
+    from fxstack.image.settings import TREE_VERSION
 
     (tree,) = [t for t in builder.trees.glob(f"*-uvloop-*-t{TREE_VERSION}c") if t.is_dir()]
     (loop_so,) = tree.rglob("loop.cpython-311-x86_64-linux-gnu.so")
@@ -262,7 +262,7 @@ def test_prometheus_ready(cpu_images, docker_client, tmp_path):
 
 
 def test_hash_mismatch_stops_and_caches_nothing(tmp_path):
-    from fxstack.build.wheels import DistCache
+    from fxstack.image.wheels import DistCache
     from fxstack.lock.poetry_lock import PoetryLock
 
     lock = PoetryLock(ROOT / "poetry.lock", ROOT / "pyproject.toml")

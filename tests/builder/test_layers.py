@@ -2,7 +2,7 @@
 
 import pytest
 
-from fxstack.build.layers import group_by_users, layers_for
+from fxstack.image.layers import group_by_users, layers_for
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fxstack.build.builder import Builder
+from fxstack.image.builder import Builder
 
 QUICK = ["fx-base", "redis"]
 

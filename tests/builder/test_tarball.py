@@ -6,8 +6,8 @@ import tarfile
 
 import pytest
 
-from fxstack.build.settings import SOURCE_DATE_EPOCH
-from fxstack.build.tarball import merge_entries, tree_entries, write_tar
+from fxstack.image.settings import SOURCE_DATE_EPOCH
+from fxstack.image.tarball import merge_entries, tree_entries, write_tar
 
 pytestmark = pytest.mark.unit
 

@@ -33,7 +33,7 @@ def raw(path=BASE) -> dict:
 def env_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("compose-env")
     secrets = d / "secrets.env"
-    from fxstack.stack.envfile import ensure_env_file
+    from fxstack.envfile import ensure_env_file
 
     ensure_env_file(secrets)
     images = d / "images.env"
@@ -184,7 +184,7 @@ def test_secrets_come_from_env_not_from_the_file(resolved, env_files):
                 if "${" not in value and "$$" not in value and "--password" not in line:
                     assert value.strip() in ("", "|"), line
     secrets, _ = env_files
-    from fxstack.stack.envfile import read_env
+    from fxstack.envfile import read_env
 
     pw = read_env(secrets)["AIRFLOW_DB_PASSWORD"]
     env = resolved["services"]["airflow-scheduler"]["environment"]

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from fxstack.stack.envfile import SECRET_KEYS, ensure_env_file, parse_env, read_env
+from fxstack.envfile import SECRET_KEYS, ensure_env_file, parse_env, read_env
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +44,7 @@ def test_first_run_creates_private_file_with_strong_distinct_secrets(tmp_path):
 
 
 def test_generated_passwords_never_start_like_an_option():
-    from fxstack.stack.envfile import new_password
+    from fxstack.envfile import new_password
 
     # with token_urlsafe, 1 in 32 started with '-': 2000 draws would all but surely show one
     drawn = [new_password() for _ in range(2000)]

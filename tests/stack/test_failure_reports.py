@@ -15,7 +15,7 @@ import pytest
 from fxstack.errors import FxError
 from fxstack.stack import lifecycle
 from fxstack.stack.compose import images_env_file
-from fxstack.stack.envfile import read_env
+from fxstack.envfile import read_env
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import requests
 from fxstack.stack import docker_state as ds
 from fxstack.stack import e2e, lifecycle
 from fxstack.stack.compose import Stack
-from fxstack.stack.envfile import read_env
+from fxstack.envfile import read_env
 
 pytestmark = pytest.mark.integration
 

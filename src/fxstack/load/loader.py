@@ -11,24 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..build.builder import Builder, BuiltImage
-from ..build.store import atomic_write_bytes, state_lock
+from ..image.builder import Builder, BuiltImage
+from ..image.store import atomic_write_bytes, state_lock
+from ..docker_api import client as docker_client
 from ..errors import FxError
-from ..stack.envfile import read_env
+from ..reclaim import Freed
+from ..envfile import read_env
 from .registry import LocalRegistry
-
-
-def docker_client():
-    import docker
-    from docker.errors import DockerException
-
-    try:
-        client = docker.from_env(timeout=600)
-        client.ping()
-        return client
-    except DockerException as exc:
-        raise FxError(f"cannot reach the Docker daemon: {exc}", where="docker",
-                      hint="start dockerd (e.g. `dockerd &` as root) or set DOCKER_HOST") from exc
 
 
 def env_var_for(name: str) -> str:
@@ -127,7 +116,7 @@ def load_images(builder: Builder, images: list[BuiltImage], *, method: str = "re
                 log: Callable[[str], None] | None = None,
                 registry: LocalRegistry | None = None) -> dict[str, str]:
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    client = docker_client()
+    client = docker_client(timeout=600)
     registry = registry or LocalRegistry(builder.state)
     refs = {}
     with state_lock(builder.state, exclusive=False):
@@ -167,9 +156,7 @@ def prune_docker_images(names: set[str], keep_refs: set[str], dry_run: bool,
     container still uses stays (and is named)."""
     from docker.errors import APIError
 
-    from ..gc import Freed
-
-    client = docker_client()
+    client = docker_client(timeout=600)
     freed = Freed("Docker images (old tags of ours)")
     before = client.df().get("LayersSize", 0)
     for image in client.images.list():

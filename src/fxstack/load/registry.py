@@ -17,9 +17,10 @@ from typing import Callable
 
 import requests
 
-from ..build.oci import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
-from ..build.store import BlobStore, atomic_write_bytes
+from ..image.oci import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
+from ..image.store import BlobStore, atomic_write_bytes
 from ..errors import FxError
+from ..reclaim import Freed
 
 class LocalRegistry:
     def __init__(self, state: Path, port: int | None = None):
@@ -161,8 +162,6 @@ class LocalRegistry:
     def prune(self, keep_refs: set[str], dry_run: bool, log: Callable[[str], None]):
         """Delete every manifest whose `name:tag` is not in keep_refs, then let the registry's
         own `garbage-collect` remove the blobs no manifest references any more."""
-        from ..gc import Freed
-
         freed = Freed("local registry")
         if not (self.dir / "data").exists():
             return freed

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..envfile import read_env
 from ..errors import FxError
 from ..paths import repo_root, state_dir
 
@@ -181,8 +182,6 @@ class Stack:
 
     def settings(self) -> dict[str, str]:
         """What Compose will interpolate with: compose/.env, then images.env, then the shell."""
-        from .envfile import read_env
-
         values: dict[str, str] = {}
         values.update(read_env(env_file()))
         values.update(read_env(images_env_file()))

@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from dataclasses import dataclass
 
+from ..docker_api import client
 from ..errors import FxError
 from .compose import PublishedPort, project_name
-
-
-def client():
-    """A docker SDK client that answers ping, or an FxError that says how to get one."""
-    import docker
-    from docker.errors import DockerException
-
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        c = docker.from_env(timeout=120)
-        c.ping()
-        return c
-    except (DockerException, OSError) as exc:
-        text = str(exc)
-        if "Permission denied" in text or "PermissionError" in text:
-            hint = (f"you may not use {where}: add yourself to the `docker` group "
-                    "(`sudo usermod -aG docker $USER`, then log in again) or run as root")
-        else:
-            hint = ("start the Docker daemon (`sudo systemctl start docker`, or `sudo dockerd &` where there "
-                    "is no systemd) or point DOCKER_HOST at a running one")
-        raise FxError(f"Docker daemon unreachable at {where}: {text.splitlines()[0] if text else exc!r}",
-                      hint=hint) from None
 
 
 def daemon_reachable() -> tuple[bool, str]:

@@ -18,7 +18,7 @@ import requests
 from ..errors import FxError
 from . import docker_state as ds
 from .compose import env_file
-from .envfile import read_env
+from ..envfile import read_env
 from .lifecycle import service_url
 
 DAG_ID = "fx_pipeline"

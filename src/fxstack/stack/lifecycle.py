@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 from ..errors import FxError
+from ..workflow.ensure import ensure_images as builder_ensure
 from . import docker_state as ds
 from .compose import (
     Stack,
@@ -19,7 +20,7 @@ from .compose import (
     published_ports,
     required_vars,
 )
-from .envfile import ensure_env_file, read_env
+from ..envfile import ensure_env_file, read_env
 
 # What a user opens, per published service: (what it is, path, where the credentials are).
 URLS = {
@@ -51,15 +52,7 @@ def ensure_images(stack: Stack, build: bool, out: TextIO) -> dict[str, str]:
     # Grafana has no portable build (no Debian package): its ref must come from the Nix path.
     names = [image_var_to_name(v) for v in image_vars(stack) if v != "GRAFANA_IMAGE"]
     if build:
-        try:
-            from ..build.api import ensure_images as builder_ensure
-        except ImportError as exc:
-            if not images_env_file().is_file():
-                raise FxError(f"the image builder is not available ({exc}) and {images_env_file()} does not exist",
-                              hint="run `fxstack build`, or load the images and write .fxstack/images.env") from None
-            print(f"note: image builder not importable ({exc}); using {images_env_file()} as it is", file=out)
-        else:
-            builder_ensure(names, progress=lambda msg: print(f"  build: {msg}", file=out, flush=True))
+        builder_ensure(names, progress=lambda msg: print(f"  build: {msg}", file=out, flush=True))
     refs = read_env(images_env_file())
     wanted = image_vars(stack)
     absent = [v for v in wanted if not refs.get(v)]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..image.builder import Builder
+from ..load.loader import load_images
+
 
 def _print_summary(images) -> None:
     print(f"{'image':24} {'ref':38} {'layers':>6} {'size MB':>9} {'cached':>6} {'secs':>6}")
@@ -13,22 +16,15 @@ def _print_summary(images) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from .builder import Builder
-
     builder = Builder(update_debian_lock=args.update_debian_lock, compile_bytecode=not args.no_bytecode)
     images = builder.build(args.images or None, include_gpu=args.gpu)
     if args.load:
-        from ..load.loader import load_images
-
         load_images(builder, images)
     _print_summary(images)
     return 0
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    from ..load.loader import load_images
-    from .builder import Builder
-
     builder = Builder()
     images = builder.build(args.images or None, include_gpu=args.gpu)
     load_images(builder, images, method=args.method)

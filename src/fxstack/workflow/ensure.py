@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from ..image.builder import Builder
+from ..load.loader import load_images
+
 
 def ensure_images(names: list[str] | None = None,
                   progress: Callable[[str], None] | None = None,
@@ -13,9 +16,6 @@ def ensure_images(names: list[str] | None = None,
 
     Returns {image name: docker ref} and leaves `.fxstack/images.env` for Compose.
     """
-    from ..load.loader import load_images
-    from .builder import Builder
-
     log = progress or (lambda m: print(m, file=sys.stderr, flush=True))
     builder = Builder(log=log)
     images = builder.build(names)

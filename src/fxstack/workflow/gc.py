@@ -15,41 +15,21 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .build.oci import content_tag
-from .build.settings import TREE_VERSION
-from .build.store import BlobStore, KeyedCache, state_lock
-from .errors import FxError
-from .stack.envfile import read_env
+from ..envfile import read_env
+from ..errors import FxError
+from ..image.builder import Builder
+from ..image.oci import content_tag
+from ..image.settings import TREE_VERSION
+from ..image.store import BlobStore, KeyedCache, state_lock
+from ..load.loader import prune_docker_images
+from ..load.registry import LocalRegistry
+from ..reclaim import Freed
 
 # A temporary file this old belongs to a write that was interrupted, not to one under way.
 STALE_TEMP_SECONDS = 3600
-
-
-@dataclass
-class Freed:
-    """What one part gave back (or would, on a dry run)."""
-
-    part: str
-    items: int = 0
-    bytes: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, path: Path) -> None:
-        self.items += 1
-        self.bytes += _size(path)
-
-
-def _size(path: Path) -> int:
-    if path.is_dir() and not path.is_symlink():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-    try:
-        return path.lstat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _remove(path: Path) -> None:
@@ -184,19 +164,13 @@ def run_gc(builder, *, dry_run: bool = False, registry: bool = True, docker: boo
         results.append(prune_dists(builder.dists.root, hashes, dry_run))
         refs = {f"{name}:{content_tag(d)}" for d, name in kept.items()}
         if registry:
-            from .load.registry import LocalRegistry
-
             results.append(LocalRegistry(state).prune(refs, dry_run, log))
         if docker:
-            from .load.loader import prune_docker_images
-
             results.append(prune_docker_images(set(builder.specs), refs, dry_run, log))
     return results
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
-    from .build.builder import Builder
-
     builder = Builder()
     results = run_gc(builder, dry_run=args.dry_run, registry=not args.keep_registry,
                      docker=not args.keep_docker)

@@ -1,0 +1,1 @@
+"""Runs the image builder and the loader together: the layer above both (build, load, gc)."""
