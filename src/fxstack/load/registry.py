@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +19,24 @@ import requests
 from ..image.oci import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from ..image.store import BlobStore, atomic_write_bytes
 from ..errors import FxError
+from ..poll import TimedOut, poll
 from ..reclaim import Freed
+
+
+def _gone(pid: int) -> bool | None:
+    """True once `pid` has exited: reaped if it is our own child (a zombie would pass kill 0),
+    else no longer there at all."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass  # started by another process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return None
+
 
 class LocalRegistry:
     def __init__(self, state: Path, port: int | None = None):
@@ -59,13 +75,18 @@ class LocalRegistry:
         proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log,
                                 start_new_session=True)
         (self.dir / "registry.pid").write_text(str(proc.pid))
-        for _ in range(100):
+
+        def answering() -> bool | None:
             if self._up():
-                self._running = True
-                return
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
+                return True
+            return False if proc.poll() is not None else None  # exited: no point waiting
+
+        try:
+            self._running = poll(answering, timeout=10, interval=0.1)
+        except TimedOut:
+            pass
+        if self._running:
+            return
         tail = (self.dir / "registry.log").read_text(errors="replace")[-800:]
         raise FxError(f"the local registry did not start on {self.host}:\n{tail}",
                       where=str(config), hint=f"is port {self.port} taken? set FXSTACK_REGISTRY_PORT")
@@ -77,15 +98,9 @@ class LocalRegistry:
             try:
                 pid = int(pid_file.read_text())
                 os.kill(pid, signal.SIGTERM)
-                for _ in range(100):  # gone, so its port and storage are free for what follows
-                    try:
-                        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                            break  # our own child, now reaped (a zombie would pass kill 0)
-                    except ChildProcessError:
-                        pass  # started by another process
-                    os.kill(pid, 0)
-                    time.sleep(0.1)
-            except (ProcessLookupError, ValueError):
+                # wait until it is gone, so its port and storage are free for what follows
+                poll(lambda: _gone(pid), timeout=10, interval=0.1)
+            except (ProcessLookupError, ValueError, TimedOut):
                 pass
             pid_file.unlink()
 

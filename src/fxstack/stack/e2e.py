@@ -16,6 +16,7 @@ from typing import TextIO
 import requests
 
 from ..errors import FxError
+from ..poll import TimedOut, poll
 from . import docker_state as ds
 from .compose import env_file
 from ..envfile import read_env
@@ -70,9 +71,10 @@ def _get(url: str, **kw) -> requests.Response:
 # ---------------------------------------------------------------- Airflow
 def wait_for_dag(ep: Endpoints, timeout: float = 300) -> dict:
     """The DAG as the REST API sees it, once the scheduler has parsed it."""
-    deadline = time.monotonic() + timeout
     last = ""
-    while time.monotonic() < deadline:
+
+    def parsed() -> dict | None:
+        nonlocal last
         r = _get(f"{ep.airflow}/api/v1/dags/{DAG_ID}", auth=ep.auth)
         if r.status_code == 200:
             return r.json()
@@ -81,7 +83,12 @@ def wait_for_dag(ep: Endpoints, timeout: float = 300) -> dict:
                           hint="check AIRFLOW_ADMIN_USER/PASSWORD in compose/.env; airflow-init sets them "
                                "(`fxstack logs airflow-init`)")
         last = f"{r.status_code} {r.text[:200]}"
-        time.sleep(3)
+        return None
+
+    try:
+        return poll(parsed, timeout=timeout, interval=3)
+    except TimedOut:
+        pass
     raise FxError(f"DAG {DAG_ID} did not appear in Airflow within {timeout:.0f} s (last answer: {last})",
                   hint="the scheduler parses the DAG folder: `fxstack logs airflow-scheduler`; "
                        "import errors show at /api/v1/importErrors")
@@ -122,35 +129,43 @@ def log_excerpt(text: str, lines: int = 30, width: int = 300) -> str:
     return "\n".join(line if len(line) <= width else line[:width] + " ..." for line in picked)
 
 
+def dag_run_failure(ep: Endpoints, run_id: str) -> FxError:
+    """A failed run, with the failed tasks' log excerpts."""
+    failed = [ti for ti in task_instances(ep, run_id) if ti.get("state") in ("failed", "upstream_failed")]
+    detail = ""
+    for ti in failed:
+        if ti.get("state") == "failed":
+            text = task_log(ep, run_id, ti["task_id"], max(1, ti.get("try_number") or 1))
+            detail += f"\n--- log of task {ti['task_id']} ---\n" + log_excerpt(text)
+    return FxError(f"DAG run {run_id} failed; failed tasks: "
+                   f"{', '.join(t['task_id'] + '=' + t['state'] for t in failed) or '?'}{detail}",
+                   hint="`fxstack logs airflow-worker` has the worker's side; the Airflow UI shows every try")
+
+
 def wait_dag_run(ep: Endpoints, run_id: str, timeout: float = 900, out: TextIO | None = None) -> dict:
-    deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
-    while True:
+    state = None
+
+    def finished() -> dict | None:
+        nonlocal state
         r = _get(f"{ep.airflow}/api/v1/dags/{DAG_ID}/dagRuns/{run_id}", auth=ep.auth)
         run = r.json() if r.status_code == 200 else {}
         if out is not None:
             for ti in task_instances(ep, run_id):
-                state = ti.get("state") or "none"
-                if seen.get(ti["task_id"]) != state:
-                    seen[ti["task_id"]] = state
-                    print(f"  task {ti['task_id']:<16} {state}", file=out, flush=True)
+                task_state = ti.get("state") or "none"
+                if seen.get(ti["task_id"]) != task_state:
+                    seen[ti["task_id"]] = task_state
+                    print(f"  task {ti['task_id']:<16} {task_state}", file=out, flush=True)
         state = run.get("state")
-        if state == "success":
-            return run
         if state == "failed":
-            failed = [ti for ti in task_instances(ep, run_id) if ti.get("state") in ("failed", "upstream_failed")]
-            detail = ""
-            for ti in failed:
-                if ti.get("state") == "failed":
-                    text = task_log(ep, run_id, ti["task_id"], max(1, ti.get("try_number") or 1))
-                    detail += f"\n--- log of task {ti['task_id']} ---\n" + log_excerpt(text)
-            raise FxError(f"DAG run {run_id} failed; failed tasks: "
-                          f"{', '.join(t['task_id'] + '=' + t['state'] for t in failed) or '?'}{detail}",
-                          hint="`fxstack logs airflow-worker` has the worker's side; the Airflow UI shows every try")
-        if time.monotonic() > deadline:
-            raise FxError(f"DAG run {run_id} still {state!r} after {timeout:.0f} s",
-                          hint="is the Celery worker up and consuming? `fxstack logs airflow-worker`")
-        time.sleep(3)
+            raise dag_run_failure(ep, run_id)
+        return run if state == "success" else None
+
+    try:
+        return poll(finished, timeout=timeout, interval=3)
+    except TimedOut:
+        raise FxError(f"DAG run {run_id} still {state!r} after {timeout:.0f} s",
+                      hint="is the Celery worker up and consuming? `fxstack logs airflow-worker`") from None
 
 
 # ---------------------------------------------------------------- MLflow
@@ -185,9 +200,10 @@ def response_version(body: dict) -> str | None:
 
 def wait_predict_version(ep: Endpoints, pair: str, version: str, timeout: float = 120) -> dict:
     """POST /predict until it answers 200 with `version` (the API picks new versions up by itself)."""
-    deadline = time.monotonic() + timeout
     last = ""
-    while time.monotonic() < deadline:
+
+    def served() -> dict | None:
+        nonlocal last
         r = predict(ep, pair)
         if r.status_code == 200:
             body = r.json()
@@ -196,7 +212,12 @@ def wait_predict_version(ep: Endpoints, pair: str, version: str, timeout: float 
             last = f"200 with version {response_version(body)!r}: {str(body)[:200]}"
         else:
             last = f"{r.status_code} {r.text[:300]}"
-        time.sleep(2)
+        return None
+
+    try:
+        return poll(served, timeout=timeout, interval=2)
+    except TimedOut:
+        pass
     raise FxError(f"POST /predict for {pair} did not answer with model version {version} within "
                   f"{timeout:.0f} s (last: {last})", hint="`fxstack logs fastapi`")
 
@@ -209,19 +230,22 @@ def targets(ep: Endpoints) -> list[dict]:
 
 
 def wait_targets_up(ep: Endpoints, timeout: float = 90) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
+    down: list[dict] = []
+
+    def all_up() -> list[dict] | None:
+        nonlocal down
         ts = targets(ep)
         down = [t for t in ts if t.get("health") != "up"]
-        if ts and not down:
-            return ts
-        if time.monotonic() > deadline:
-            lines = "; ".join(f"{t['labels'].get('job')} ({t.get('scrapeUrl')}): {t.get('health')} "
-                              f"{t.get('lastError', '')}" for t in down) or "no targets"
-            raise FxError(f"Prometheus scrape targets not up after {timeout:.0f} s: {lines}",
-                          hint="each job is a service on the backend network: `fxstack status`, "
-                               "and compose/prometheus.yml for the paths")
-        time.sleep(3)
+        return ts if ts and not down else None
+
+    try:
+        return poll(all_up, timeout=timeout, interval=3)
+    except TimedOut:
+        lines = "; ".join(f"{t['labels'].get('job')} ({t.get('scrapeUrl')}): {t.get('health')} "
+                          f"{t.get('lastError', '')}" for t in down) or "no targets"
+        raise FxError(f"Prometheus scrape targets not up after {timeout:.0f} s: {lines}",
+                      hint="each job is a service on the backend network: `fxstack status`, "
+                           "and compose/prometheus.yml for the paths") from None
 
 
 @dataclass
