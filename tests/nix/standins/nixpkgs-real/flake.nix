@@ -1,0 +1,4 @@
+{
+  description = "nixpkgs stand-in for the nixreal tests (tests/nix/standins/nixpkgs-real)";
+  outputs = { self }: { lib = import ./lib; };
+}
