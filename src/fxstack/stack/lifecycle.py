@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 from ..errors import FxError
+from ..poll import TimedOut, poll
 from ..workflow.ensure import ensure_images as builder_ensure
 from . import docker_state as ds
+from . import readiness
 from .compose import (
     Stack,
     env_file,
+    explain_compose_error,
     find_compose,
     images_env_file,
     published_ports,
@@ -144,76 +147,133 @@ def service_failure(dc, svc: str, st: ds.ServiceState | None, why: str) -> FxErr
                         f"more with `fxstack logs {svc}`; `fxstack down` stops the rest")
 
 
+class HealthWatch:
+    """What the wait knows about each service between two looks at Docker: when it became
+    ready, since when it has been exited, since when the same process has been running."""
+
+    # a service without a health check counts as ready once the same process has run this long
+    NO_HEALTHCHECK_GRACE = 5.0
+    # an exited long-running service may be restarted by its policy: fail only after this long
+    EXITED_GRACE = 15.0
+
+    def __init__(self, dc, services: list[str], oneshots: set[str], start: float):
+        self.dc = dc
+        self.services = services
+        self.oneshots = oneshots
+        self.start = start
+        # containers older than the wait may be replaced by Compose: judge them only once it is done
+        self.wall_start = time.strftime("%Y-%m-%dT%H:%M:%S",
+                                        time.gmtime(time.time() - (time.monotonic() - start)))
+        self.ready: dict[str, float] = {}
+        self.exited_since: dict[str, float] = {}
+        self.running_since: dict[str, tuple] = {}
+
+    def row(self, svc: str, st: ds.ServiceState | None, now: float, compose_running: bool) -> tuple:
+        """(state, health, elapsed, done) for the progress view; raises when `svc` has failed."""
+        elapsed = now - self.start
+        if st is None:
+            return ("waiting", "-", self.ready.get(svc, elapsed), False)
+        if compose_running and st.created[:19] < self.wall_start:
+            return (st.state, "(previous)", elapsed, False)
+        if svc in self.oneshots:
+            done = self._oneshot_done(svc, st)
+            label = f"exited({st.exit_code})" if st.state == "exited" else st.state
+            health = "one-shot"
+        else:
+            done = self._service_done(svc, st, now)
+            label, health = st.state, st.health
+        if done and svc not in self.ready:
+            self.ready[svc] = elapsed
+        return (label, health, self.ready.get(svc, elapsed), done)
+
+    def _oneshot_done(self, svc: str, st: ds.ServiceState) -> bool:
+        if st.state == "exited" and st.exit_code not in (0, None):
+            raise service_failure(self.dc, svc, st, f"(one-shot) exited with code {st.exit_code}")
+        return st.state == "exited" and st.exit_code == 0
+
+    def _service_done(self, svc: str, st: ds.ServiceState, now: float) -> bool:
+        self._raise_if_failed(svc, st, now)
+        if st.healthy and st.health == "none":
+            return self._ran_long_enough(svc, st, now)
+        return st.healthy
+
+    def _raise_if_failed(self, svc: str, st: ds.ServiceState, now: float) -> None:
+        # (an exited container keeps its last health status: only a running one counts)
+        if st.health == "unhealthy" and st.state == "running":
+            raise service_failure(self.dc, svc, st, "is unhealthy: its health check keeps failing")
+        if st.restarts >= 3 and not st.healthy:
+            raise service_failure(self.dc, svc, st, f"keeps crashing (restarted {st.restarts} times)")
+        if st.state not in ("exited", "dead"):
+            self.exited_since.pop(svc, None)
+        elif now - self.exited_since.setdefault(svc, now) > self.EXITED_GRACE:
+            raise service_failure(self.dc, svc, st, f"exited (code {st.exit_code}) and did not come back")
+
+    def _ran_long_enough(self, svc: str, st: ds.ServiceState, now: float) -> bool:
+        seen = self.running_since.get(svc)
+        if not seen or seen[0] != st.started_at:
+            self.running_since[svc] = seen = (st.started_at, now)
+        return now - seen[1] >= self.NO_HEALTHCHECK_GRACE
+
+    def all_ready(self) -> bool:
+        return len(self.ready) == len(self.services)
+
+    def not_ready(self) -> list[str]:
+        return [s for s in self.services if s not in self.ready]
+
+
+def compose_failure(dc, services: list[str], states: dict[str, ds.ServiceState], returncode: int,
+                    compose_output: list[str] | None) -> FxError:
+    """Compose gave up (a dependency failed, a port clash...): name the culprit, with its log."""
+    for svc in services:
+        st = states.get(svc)
+        if st and ((st.health == "unhealthy" and st.state == "running")
+                   or (st.state == "exited" and st.exit_code not in (0, None))):
+            return service_failure(dc, svc, st, "failed while the stack came up")
+    text = "\n".join(compose_output or [])
+    return FxError(f"docker-compose up failed (exit {returncode}):\n{text[-3000:]}",
+                   hint=explain_compose_error(text) or "see Compose's message above")
+
+
 def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float, out: TextIO,
                  compose_proc=None, compose_output: list[str] | None = None,
                  clock_start: float | None = None) -> WaitResult:
     """Poll Docker until every service is healthy (one-shots: exited 0). Raise FxError otherwise."""
     start = clock_start if clock_start is not None else time.monotonic()
-    # containers older than this call may be replaced by Compose: judge them only once it is done
-    wall_start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - (time.monotonic() - start)))
+    watch = HealthWatch(dc, services, oneshots, start)
     view = ProgressView(services, out)
-    ready: dict[str, float] = {}
-    exited_since: dict[str, float] = {}
-    running_since: dict[str, tuple] = {}
-    while True:
-        now = time.monotonic()
-        elapsed = now - start
+    states: dict[str, ds.ServiceState] = {}
+
+    def compose_running() -> bool:
+        return compose_proc is not None and compose_proc.poll() is None
+
+    def look() -> WaitResult | None:
+        nonlocal states
         states = ds.service_states(dc)
-        rows = {}
-        for svc in services:
-            st = states.get(svc)
-            if st is None:
-                rows[svc] = ("waiting", "-", ready.get(svc, elapsed), False)
-                continue
-            if compose_proc is not None and compose_proc.poll() is None and st.created[:19] < wall_start:
-                rows[svc] = (st.state, "(previous)", elapsed, False)
-                continue
-            if svc in oneshots:
-                done = st.state == "exited" and st.exit_code == 0
-                if st.state == "exited" and st.exit_code not in (0, None):
-                    raise service_failure(dc, svc, st, f"(one-shot) exited with code {st.exit_code}")
-            else:
-                done = st.healthy
-                if done and st.health == "none":
-                    # no health check: count it ready once the same process has run for 5 s
-                    seen = running_since.get(svc)
-                    if not seen or seen[0] != st.started_at:
-                        running_since[svc] = (st.started_at, now)
-                    done = now - running_since[svc][1] >= 5
-                # (an exited container keeps its last health status: only a running one counts)
-                if st.health == "unhealthy" and st.state == "running":
-                    raise service_failure(dc, svc, st, "is unhealthy: its health check keeps failing")
-                if st.restarts >= 3 and not st.healthy:
-                    raise service_failure(dc, svc, st, f"keeps crashing (restarted {st.restarts} times)")
-                if st.state in ("exited", "dead"):
-                    exited_since.setdefault(svc, now)
-                    if now - exited_since[svc] > 15:
-                        raise service_failure(dc, svc, st, f"exited (code {st.exit_code}) and did not come back")
-                else:
-                    exited_since.pop(svc, None)
-            if done and svc not in ready:
-                ready[svc] = elapsed
-            label = st.state if svc not in oneshots else (f"exited({st.exit_code})" if st.state == "exited" else st.state)
-            rows[svc] = (label, st.health if svc not in oneshots else "one-shot", ready.get(svc, elapsed), done)
-        view.render(rows)
-        if compose_proc is not None and compose_proc.poll() is not None and compose_proc.returncode != 0:
-            # Compose gave up (a dependency failed, a port clash...): find the culprit, show its log.
-            text = "\n".join(compose_output or [])
-            for svc in services:
-                st = states.get(svc)
-                if st and ((st.health == "unhealthy" and st.state == "running") or (st.state == "exited" and st.exit_code not in (0, None))):
-                    raise service_failure(dc, svc, st, "failed while the stack came up")
-            from .compose import explain_compose_error
-            raise FxError(f"docker-compose up failed (exit {compose_proc.returncode}):\n{text[-3000:]}",
-                          hint=explain_compose_error(text) or "see Compose's message above")
-        if len(ready) == len(services) and (compose_proc is None or compose_proc.poll() is not None):
-            return WaitResult(seconds=time.monotonic() - start, became_ready=ready)
-        if elapsed > timeout:
-            slow = [s for s in services if s not in ready]
-            st = states.get(slow[0]) if slow else None
-            raise service_failure(dc, slow[0], st,
-                                  f"did not become healthy within {timeout:.0f} s (not ready: {', '.join(slow)})")
-        time.sleep(1.0)
+        now = time.monotonic()
+        view.render({svc: watch.row(svc, states.get(svc), now, compose_running()) for svc in services})
+        if compose_proc is not None and not compose_running() and compose_proc.returncode != 0:
+            raise compose_failure(dc, services, states, compose_proc.returncode, compose_output)
+        if watch.all_ready() and not compose_running():
+            return WaitResult(seconds=time.monotonic() - start, became_ready=watch.ready)
+        return None
+
+    try:
+        return poll(look, timeout=max(0.0, timeout - (time.monotonic() - start)), interval=1.0)
+    except TimedOut:
+        slow = watch.not_ready()
+        raise service_failure(dc, slow[0], states.get(slow[0]),
+                              f"did not become healthy within {timeout:.0f} s (not ready: {', '.join(slow)})") from None
+
+
+def wait_services_ready(dc, stack: Stack, healthy: WaitResult, *, start: float, timeout: float,
+                        out: TextIO) -> WaitResult:
+    """After the containers are healthy: each published service's own readiness (readiness.py)."""
+    states = ds.service_states(dc)
+    urls = {svc: url.rstrip("/") for svc, st in states.items() if (url := service_url(st, ""))}
+    became = readiness.wait_ready(urls, stack.settings(), out=out,
+                                  timeout=max(0.0, timeout - (time.monotonic() - start)),
+                                  elapsed=lambda: time.monotonic() - start)
+    return WaitResult(seconds=time.monotonic() - start, became_ready={**healthy.became_ready, **became})
 
 
 def oneshot_services(config: dict) -> set[str]:
@@ -261,6 +321,8 @@ def up(*, gpu: bool = False, grafana: bool = False, build: bool = True, timeout:
         if proc.poll() is None and sys.exc_info()[0] is not None:
             proc.terminate()
         reader.join(timeout=5)
+    print(f"all {len(services)} containers healthy in {result.seconds:.1f} s; asking each service", file=out)
+    result = wait_services_ready(dc, stack, result, start=start, timeout=timeout, out=out)
     print(f"all {len(services)} services ready in {result.seconds:.1f} s", file=out)
     print_urls(stack, dc, out)
     return result
