@@ -10,14 +10,19 @@ Test modules import those packages only inside tests and fixtures, so collection
 """
 from __future__ import annotations
 
+import http.client
 import importlib.util
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterable
 
 import pytest
 
@@ -50,6 +55,8 @@ NEEDS = {
     "test_gunicorn.py": SERVING + ("gunicorn", "uvicorn"),
     "test_fingpt.py": ("torch", "transformers", "peft", "tokenizers", "fastapi", "httpx",
                        "prometheus_client"),
+    "test_fingpt_server.py": ("torch", "transformers", "peft", "tokenizers", "fastapi",
+                              "prometheus_client", "uvicorn"),
     "test_postgres_entrypoint.py": (),
 }
 
@@ -128,8 +135,54 @@ def service_env(**extra) -> dict:
     return env
 
 
+@contextmanager
+def uvicorn_thread(app, **config):
+    """A real uvicorn server for `app` on a free 127.0.0.1 port, in a thread of this process
+    (lifespan included); yields the port."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", **config))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def post_json(port: int, path: str, body: bytes | Iterable[bytes], *,
+              chunked: bool = False) -> tuple[int, dict]:
+    """POST raw bytes (one piece with Content-Length, or pieces with chunked transfer) and
+    return (status, JSON answer). The whole body is sent before the answer is read, as most
+    clients do."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", path, body=body, encode_chunked=chunked,
+                     headers={"content-type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
 # --------------------------------------------------------------------------------------------
 # real servers (session scoped; each started on a free 127.0.0.1 port, stopped at the end)
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tiny LLaMA + LoRA adapter written by fxservices.fingpt.tiny (nothing downloaded)."""
+    from fxservices.fingpt.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), seed=7)
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):

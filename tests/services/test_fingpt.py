@@ -9,13 +9,6 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from fxservices.fingpt.tiny import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), seed=7)
-
-
-@pytest.fixture(scope="module")
 def processor(tiny):
     from fxservices.fingpt.processor import SentimentProcessor
 

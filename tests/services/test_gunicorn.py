@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, free_port, service_env, wait_http
+from .conftest import REPO, free_port, post_json, service_env, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +85,9 @@ def test_gunicorn_two_workers_metrics_add_up(trained, tmp_path):
         status, body, _ = _get(port, "GET", "/ready")
         assert status == 200, body
         version = result["train_register"]["version"]
+        big = json.dumps({"pair": "EUR_USD", "padding": "x" * 1024 * 1024}).encode()
+        status, answer = post_json(port, "/predict", big)  # the body limit, in a real worker
+        assert status == 413 and "FX_MAX_BODY_BYTES" in answer["detail"], answer
 
         # warm both workers up, then a bounded burst from 50 concurrent clients
         for _ in range(20):

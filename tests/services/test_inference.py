@@ -67,6 +67,7 @@ def _bad_requests(client):
         assert r.status_code == 422, (body, r.text)
         j = r.json()
         assert j["errors"][0]["field"] == field and field in j["detail"]
+        assert "EUR_USD" in j["errors"][0]["accepted"]  # what to send instead
     r = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
     r = client.post("/predict", content=b"pair=EUR_USD",
@@ -188,6 +189,34 @@ def test_metrics_count_requests_per_route(client, model_v1):
     assert 'fx_api_request_duration_seconds_bucket{le="0.02",method="POST",route="/predict"}' \
         in after
     assert 'fx_predictions_total{pair="USD_JPY",prediction=' in after
+
+
+def test_body_limit_under_a_real_server(env, model_v1):
+    """uvicorn on 127.0.0.1: a 1 MB body is 413 (declared or streamed); one under the limit is
+    served. Unknown fields are ignored, so without the limit the 1 MB body would be a 200."""
+    import json
+
+    from fxservices.inference import app as app_module
+
+    from .conftest import post_json, uvicorn_thread
+
+    app_module.reset_services()
+    big = json.dumps({"pair": "EUR_USD", "padding": "x" * 1024 * 1024}).encode()
+    small = json.dumps({"pair": "EUR_USD", "padding": "x" * 60_000}).encode()
+    with uvicorn_thread(app_module.app) as port:
+        status, answer = post_json(port, "/predict", big)
+        assert status == 413, answer
+        assert answer["errors"][0]["field"] == "body"
+        assert "FX_MAX_BODY_BYTES" in answer["detail"]
+        status, answer = post_json(port, "/predict",
+                                   (big[i:i + 16384] for i in range(0, len(big), 16384)),
+                                   chunked=True)
+        assert status == 413, answer
+        for chunked in (False, True):
+            status, answer = post_json(port, "/predict", [small] if chunked else small,
+                                       chunked=chunked)
+            assert status == 200, answer
+            assert answer["pair"] == "EUR_USD" and int(answer["model_version"]) >= 1
 
 
 def test_feature_store_down_is_a_503(env, model_v1, monkeypatch):

@@ -1,5 +1,9 @@
 """FinGPT sentiment API (port 8001): GET /health, POST /sentiment, GET /metrics.
 
+Input is bounded: a body over FX_MAX_BODY_BYTES (default 64 KiB) gets 413 before it is read;
+at most FINGPT_MAX_TEXTS texts (default 64) of at most FINGPT_MAX_CHARS characters each
+(default 8000) per request, else 422 naming the limit (fxservices.common.web's error shape).
+
 The model loads once at start-up (FINGPT_BASE_MODEL + FINGPT_ADAPTER). If it cannot load, the
 process stays up and answers 503 with the reason on /health and /sentiment, so the error is
 visible in the health check and the logs instead of a restart loop.
@@ -8,37 +12,43 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from contextlib import asynccontextmanager
 from typing import Optional
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field, field_validator
 
+from fxservices.common.config import env_int
 from fxservices.common.logs import setup_logging
+from fxservices.common.web import install
 
 setup_logging()
 log = logging.getLogger("fxservices.fingpt")
 
-MAX_TEXTS = 64
-MAX_CHARS = 8000
+# read once at start-up; a malformed value stops the service with a ConfigError naming it
+MAX_TEXTS = env_int("FINGPT_MAX_TEXTS", 64, minimum=1)
+MAX_CHARS = env_int("FINGPT_MAX_CHARS", 8000, minimum=1)
+ACCEPTED_TEXTS = (f"a list of 1 to {MAX_TEXTS} non-empty strings (FINGPT_MAX_TEXTS), each at "
+                  f"most {MAX_CHARS} characters (FINGPT_MAX_CHARS)")
 
 
 class SentimentRequest(BaseModel):
-    texts: list[str] = Field(..., min_length=1, max_length=MAX_TEXTS,
-                             description="news headlines or sentences")
+    texts: list[str] = Field(..., min_length=1, description="news headlines or sentences")
 
     @field_validator("texts")
     @classmethod
-    def _non_empty(cls, texts: list[str]) -> list[str]:
+    def _bounded(cls, texts: list[str]) -> list[str]:
+        if len(texts) > MAX_TEXTS:
+            raise ValueError(f"{len(texts)} texts, over the limit of {MAX_TEXTS} per request "
+                             "(FINGPT_MAX_TEXTS)")
         for i, t in enumerate(texts):
             if not t.strip():
                 raise ValueError(f"texts[{i}] is empty")
             if len(t) > MAX_CHARS:
-                raise ValueError(f"texts[{i}] is longer than {MAX_CHARS} characters")
+                raise ValueError(f"texts[{i}] has {len(t)} characters, over the limit of "
+                                 f"{MAX_CHARS} (FINGPT_MAX_CHARS)")
         return texts
 
 
@@ -76,22 +86,10 @@ class State:
 
 
 state = State()
-_metrics = None
 
-
-def _get_metrics():
-    global _metrics
-    if _metrics is None:
-        from prometheus_client import Counter, Histogram
-
-        _metrics = {
-            "requests": Counter("fx_fingpt_requests_total", "HTTP requests",
-                                ["method", "route", "status"]),
-            "latency": Histogram("fx_fingpt_request_duration_seconds", "HTTP latency",
-                                 ["method", "route"]),
-            "texts": Counter("fx_fingpt_texts_total", "Texts classified", ["label"]),
-        }
-    return _metrics
+REQUESTS = Counter("fx_fingpt_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("fx_fingpt_request_duration_seconds", "HTTP latency", ["method", "route"])
+TEXTS = Counter("fx_fingpt_texts_total", "Texts classified", ["label"])
 
 
 @asynccontextmanager
@@ -103,38 +101,11 @@ async def lifespan(_app: FastAPI):
 
 
 app = FastAPI(title="FinGPT sentiment API", version="1.0.0", lifespan=lifespan)
-
-
-@app.middleware("http")
-async def _count(request: Request, call_next):
-    start = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = request.scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
-        m = _get_metrics()
-        m["latency"].labels(request.method, path).observe(time.perf_counter() - start)
-        m["requests"].labels(request.method, path, str(status)).inc()
-
-
-@app.exception_handler(RequestValidationError)
-async def _validation_error(request: Request, exc: RequestValidationError):
-    errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
-    fields = []
-    for err in errors:
-        if err.get("type") == "json_invalid":
-            field = "body"
-        else:
-            field = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
-        fields.append({"field": field, "message": err.get("msg"), "type": err.get("type")})
-    return JSONResponse(status_code=422, content={
-        "detail": "invalid request: " + "; ".join(f"{f['field']}: {f['message']}"
-                                                  for f in fields),
-        "errors": fields})
+install(app, requests=REQUESTS, latency=LATENCY, log=log, accepted={
+    "texts": ACCEPTED_TEXTS,
+    "body": 'a JSON object such as {"texts": ["Euro rises as the ECB hikes rates"]} '
+            "(Content-Type: application/json)",
+})
 
 
 def _unavailable() -> JSONResponse:
@@ -154,9 +125,8 @@ def sentiment(req: SentimentRequest):
     if state.processor is None:
         return _unavailable()
     results = state.processor.classify(req.texts)
-    m = _get_metrics()
     for r in results:
-        m["texts"].labels(r.label).inc()
+        TEXTS.labels(r.label).inc()
     return [r.as_dict() for r in results]
 
 

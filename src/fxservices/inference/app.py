@@ -4,6 +4,9 @@ GET /health   the process is up
 GET /ready    the model and the feature store are reachable (503 naming what is missing)
 GET /metrics  Prometheus (request count + latency per route, model version served)
 POST /predict {"pair": "EUR_USD"} -> direction of the next hourly candle
+
+Bodies over FX_MAX_BODY_BYTES (default 64 KiB) get 413 before they are read; errors answer
+with field, reason and what is accepted (fxservices.common.web).
 """
 from __future__ import annotations
 
@@ -18,15 +21,14 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Optional
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fxservices.common.config import ConfigError, FxSettings, env_float
 from fxservices.common.logs import setup_logging
+from fxservices.common.web import install
 from fxservices.inference.cache import PredictCache
 from fxservices.inference.features import FeaturesUnavailable, OnlineFeatures
 from fxservices.inference.model import ModelCache, ModelUnavailable
@@ -152,33 +154,15 @@ def _warm_up() -> None:
 app = FastAPI(title="FX inference API", version="1.0.0", lifespan=_lifespan,
               description="Direction of the next hourly candle of a currency pair, from the "
                           "Feast online features and the MLflow-registered XGBoost model.")
-app.add_middleware(metrics.MetricsMiddleware)
+install(app, requests=metrics.REQUESTS, latency=metrics.LATENCY, log=log, accepted={
+    "pair": "a currency pair in OANDA notation, two 3-letter codes joined by '_' "
+            "(e.g. EUR_USD; 'eur/usd' is read the same)",
+    "body": 'a JSON object such as {"pair": "EUR_USD"} (Content-Type: application/json)',
+})
 
 
 def _error(status: int, message: str, **extra) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": message, **extra})
-
-
-@app.exception_handler(RequestValidationError)
-async def _validation_error(request: Request, exc: RequestValidationError):
-    errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
-    parts = []
-    fields = []
-    for err in errors:
-        if err.get("type") == "json_invalid":
-            field = "body"  # loc is ("body", <byte offset>)
-        else:
-            field = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
-        fields.append({"field": field, "message": err.get("msg"), "type": err.get("type")})
-        parts.append(f"{field}: {err.get('msg', 'invalid')}")
-    return JSONResponse(status_code=422, content={
-        "detail": "invalid request: " + "; ".join(parts), "errors": fields})
-
-
-@app.exception_handler(Exception)
-async def _unexpected(request: Request, exc: Exception):
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _error(500, f"internal error: {type(exc).__name__}")
 
 
 @app.get("/health")

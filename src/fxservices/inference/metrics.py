@@ -4,6 +4,7 @@ prometheus_client's multiprocess mode needs PROMETHEUS_MULTIPROC_DIR before the 
 created: this module sets it (default /tmp/fx-inference-prometheus) and creates the directory
 if absent. gunicorn_conf.py empties it when the master starts and marks dead workers.
 Import this module before anything else that may import prometheus_client.
+fxservices.common.web.MetricsMiddleware fills REQUESTS and LATENCY (app.py installs it).
 """
 from __future__ import annotations
 
@@ -66,32 +67,3 @@ def clear_dir(path: str = MULTIPROC_DIR) -> None:
             except FileNotFoundError:
                 pass
 
-
-class MetricsMiddleware:
-    """Pure ASGI middleware: count and time every HTTP request by its route template."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        import time
-
-        start = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_wrapper(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "GET")
-            LATENCY.labels(method, template).observe(time.perf_counter() - start)
-            REQUESTS.labels(method, template, str(status["code"])).inc()
