@@ -338,26 +338,45 @@ def test_a_background_swap_loads_with_a_short_gil_switch_interval(env, model_v1)
 
 
 def test_a_worker_with_no_model_loads_the_first_version_on_its_own(env, model_v1):
-    """No request needed: the worker's background poll loads a version once it is registered."""
+    """No request needed: the worker's background poll keeps asking the registry while nothing
+    is registered, and loads a version once one is. Every alias check the poll makes is seen
+    (the real ModelCache, its checks reported through a queue): no sleep decides anything."""
+    import queue
     import threading
 
     from mlflow import MlflowClient
 
     from fxservices.inference.model import ModelCache, ModelUnavailable
 
+    checks: queue.Queue = queue.Queue()
+
+    class ObservedCache(ModelCache):
+        def refresh(self):
+            super().refresh()
+            checks.put((threading.current_thread().name, self.loaded, self._error))
+
     name = f"fx-poll-{time.time_ns()}"
-    cache = ModelCache(env["mlflow"]["uri"], name, "serving", ttl_seconds=0.1)
+    cache = ObservedCache(env["mlflow"]["uri"], name, "serving", ttl_seconds=0.1)
     with pytest.raises(ModelUnavailable):
         cache.get()
-    threading.Thread(target=cache.poll_until_loaded, daemon=True).start()
-    time.sleep(0.5)
-    assert cache.loaded is None  # still nothing registered under that name
+    assert checks.get_nowait()[0] == threading.current_thread().name
+    poller = threading.Thread(target=cache.poll_until_loaded, name="fx-poll", daemon=True)
+    poller.start()
+    for _ in range(2):  # the poll asks again and again, and the registry says "none"
+        thread, loaded, error = checks.get(timeout=30)
+        assert thread == "fx-poll" and loaded is None
+        assert f"no version of model '{name}' carries the alias 'serving'" in error
+    assert poller.is_alive()
     client = MlflowClient(tracking_uri=env["mlflow"]["uri"])
     source = client.get_model_version(MODEL, model_v1["version"])
     client.create_registered_model(name)
     mv = client.create_model_version(name, source.source, run_id=source.run_id)
     client.set_registered_model_alias(name, "serving", mv.version)
-    deadline = time.monotonic() + 30
-    while cache.loaded is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert cache.loaded is not None and cache.loaded.version == str(mv.version)
+    while True:  # checks that ran before the alias was set still say "none"
+        thread, loaded, _ = checks.get(timeout=30)
+        assert thread == "fx-poll"
+        if loaded is not None:
+            break
+    assert loaded.version == str(mv.version)
+    poller.join(timeout=30)
+    assert not poller.is_alive() and cache.loaded is loaded  # the poll ends once loaded

@@ -167,3 +167,32 @@ def test_training_learns_something_on_the_generated_series(tmp_path):
     assert set(m1) >= {"accuracy", "logloss", "auc", "base_rate"}
     # the generated returns mean-revert (AR(1) with a negative coefficient): a model finds it
     assert m1["auc"] > 0.53, m1
+
+
+class _Registry:
+    """What MLflow's client answers for a version while it registers. A real server never
+    shows PENDING_REGISTRATION for a local model source, so nothing real can stand in here."""
+
+    def __init__(self, *statuses):
+        self.statuses = list(statuses)
+
+    def get_model_version(self, name, version):
+        from types import SimpleNamespace
+
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        return SimpleNamespace(status=status)
+
+
+def test_registration_wait_follows_the_status():
+    from fxservices.pipeline.train import _wait_ready
+
+    reg = _Registry("PENDING_REGISTRATION", "PENDING_REGISTRATION", "READY")
+    _wait_ready(reg, "m", "3", timeout=30, interval=0.01)
+    assert reg.statuses == ["READY"]
+    with pytest.raises(RuntimeError, match=r"model m version 3 did not become READY "
+                                           r"\(FAILED_REGISTRATION\)"):
+        _wait_ready(_Registry("PENDING_REGISTRATION", "FAILED_REGISTRATION"), "m", "3",
+                    timeout=30, interval=0.01)
+    with pytest.raises(RuntimeError, match=r"did not become READY: .*still "
+                                           r"'PENDING_REGISTRATION' after 0.1 s"):
+        _wait_ready(_Registry("PENDING_REGISTRATION"), "m", "3", timeout=0.1, interval=0.01)

@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from fxservices.common.polling import poll
 from fxservices.pipeline.features import FEATURE_NAMES, LABEL
 
 log = logging.getLogger(__name__)
@@ -77,16 +78,21 @@ def evaluate(model, test: pd.DataFrame) -> dict:
     return metrics
 
 
-def _wait_ready(client, name: str, version: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        mv = client.get_model_version(name, version)
-        status = getattr(mv, "status", "READY")
-        if status == "READY":
-            return
-        if status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
-            raise RuntimeError(f"model {name} version {version} did not become READY ({status})")
-        time.sleep(0.5)
+def _wait_ready(client, name: str, version: str, timeout: float = 60.0,
+                interval: float = 0.5) -> None:
+    """Until the registry has the new version READY (FAILED_REGISTRATION or the timeout: a
+    RuntimeError that says which)."""
+    def status() -> str:
+        return getattr(client.get_model_version(name, version), "status", "READY")
+
+    try:
+        final = poll(status, until=lambda s: s != "PENDING_REGISTRATION", interval=interval,
+                     timeout=timeout, what=f"model {name} version {version} registration")
+    except TimeoutError as exc:
+        raise RuntimeError(f"model {name} version {version} did not become READY: {exc}") \
+            from None
+    if final != "READY":
+        raise RuntimeError(f"model {name} version {version} did not become READY ({final})")
 
 
 def train_and_register(training_file: str | Path, *, tracking_uri: str, model_name: str,
