@@ -1,11 +1,13 @@
 """Walking poetry.lock: groups as roots, markers for the image's CPython 3.11, extras, wheels."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from fxstack.errors import FxError
 from fxstack.lock.poetry_lock import PoetryLock
+from fxstack.lock.pyproject import content_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.unit
@@ -90,7 +92,7 @@ files = [{{file = "puresdist-0.1.tar.gz", hash = "{H}b"}}]
 [metadata]
 lock-version = "2.0"
 python-versions = ">=3.11,<3.12"
-content-hash = "x"
+content-hash = "@HASH@"
 '''
 
 PYPROJECT = '''
@@ -105,11 +107,17 @@ puresdist = "0.1"
 '''
 
 
+def write_project(tmp_path, pyproject: str = PYPROJECT, lock: str = LOCK) -> PoetryLock:
+    """pyproject.toml and a poetry.lock made for it (its content-hash as Poetry would write it)."""
+    digest = content_hash(tomllib.loads(pyproject)["tool"]["poetry"])
+    (tmp_path / "poetry.lock").write_text(lock.replace("@HASH@", digest))
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    return PoetryLock(tmp_path / "poetry.lock", tmp_path / "pyproject.toml")
+
+
 @pytest.fixture
 def lock(tmp_path):
-    (tmp_path / "poetry.lock").write_text(LOCK)
-    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
-    return PoetryLock(tmp_path / "poetry.lock", tmp_path / "pyproject.toml")
+    return write_project(tmp_path)
 
 
 def names(packages):
@@ -143,10 +151,8 @@ def test_unknown_group_is_named(lock):
         lock.resolve(["nope"])
 
 
-def _with_exclude(tmp_path, table: str, extra_group: str = ""):
-    (tmp_path / "poetry.lock").write_text(LOCK)
-    (tmp_path / "pyproject.toml").write_text(PYPROJECT + extra_group + "\n[tool.fxstack.exclude]\n" + table)
-    return PoetryLock(tmp_path / "poetry.lock", tmp_path / "pyproject.toml")
+def _with_exclude(tmp_path, table: str):
+    return write_project(tmp_path, PYPROJECT + "\n[tool.fxstack.exclude]\n" + table)
 
 
 def test_excluded_package_is_left_out_with_what_only_it_needs(tmp_path):

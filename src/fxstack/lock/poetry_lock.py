@@ -1,7 +1,9 @@
 """Walk poetry.lock from a set of Poetry groups to the exact wheels an image installs.
 
 Markers are evaluated for the image's interpreter (target.py), not for the host, and
-extras are followed only where a dependency asks for them.
+extras are followed only where a dependency asks for them. A lock that does not belong to
+the pyproject beside it (content-hash, or a root constraint the locked version breaks) is
+refused when it is read, so no command can build from it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from packaging.markers import InvalidMarker, Marker
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (InvalidWheelFilename, canonicalize_name,
                              parse_wheel_filename)
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from ..errors import FxError
+from .constraints import ConstraintError, PoetryConstraint, parse_constraint
+from .pyproject import STALE, content_hash, read_toml
 from .target import MARKER_ENV, tag_priority
 
 
@@ -64,17 +67,18 @@ def _marker_true(marker: str | None, extra: str, where: str) -> bool:
         raise FxError(f"cannot read marker {marker!r}: {exc}", where=where) from exc
 
 
-def _specifier(text: str) -> SpecifierSet | None:
-    """Poetry writes PEP 440 ranges in locks; '*' and caret/tilde forms mean 'any' to us."""
-    text = text.strip()
-    if text in ("", "*") or text[0] in "^~" and not text.startswith("~="):
-        return None
-    if re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", text):
-        text = "==" + text
+def _constraint(text: Any, where: str) -> PoetryConstraint:
     try:
-        return SpecifierSet(text)
-    except InvalidSpecifier:
-        return None
+        return parse_constraint("*" if text is None else text)
+    except ConstraintError as exc:
+        raise FxError(str(exc), where=where) from exc
+
+
+def _applies(c: dict[str, Any], where: str) -> bool:
+    """Does a dependency alternative apply on the target (its `markers`, Poetry's `python`)?"""
+    if "python" in c and not _constraint(c["python"], where).allows(MARKER_ENV["python_full_version"]):
+        return False
+    return _marker_true(c.get("markers"), "", where)
 
 
 _EXTRA_ITEM = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -86,30 +90,111 @@ class PoetryLock:
     def __init__(self, lock_path: Path, pyproject_path: Path):
         self.lock_path = lock_path
         self.pyproject_path = pyproject_path
-        try:
-            lock = tomllib.loads(lock_path.read_text())
-        except FileNotFoundError as exc:
-            raise FxError("lock file is missing", where=str(lock_path),
-                          hint="run `python tools/poetry_lock.py` with Poetry 1.8") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise FxError(f"not valid TOML: {exc}", where=str(lock_path)) from exc
-        pyproject = tomllib.loads(pyproject_path.read_text())
-        self.content_hash = lock.get("metadata", {}).get("content-hash", "")
+        pyproject = read_toml(pyproject_path, "pyproject.toml is missing")
+        lock = read_toml(lock_path, "lock file is missing",
+                         hint="run `python tools/poetry_lock.py` with Poetry 1.8")
+        poetry = pyproject.get("tool", {}).get("poetry")
+        if not isinstance(poetry, dict):
+            raise FxError("has no [tool.poetry] table", where=str(pyproject_path))
+        self.content_hash = self._check_content_hash(lock, poetry)
         self.packages: dict[str, list[_Package]] = {}
-        for entry in lock.get("package", []):
-            pkg = _Package(
-                name=canonicalize_name(entry["name"]), version=entry["version"],
-                files=[(f["file"], f["hash"]) for f in entry.get("files", [])],
-                dependencies=entry.get("dependencies", {}), extras=entry.get("extras", {}),
-                python_versions=entry.get("python-versions", "*"),
-            )
+        for number, entry in enumerate(lock.get("package", []), 1):
+            pkg = self._read_package(number, entry)
             self.packages.setdefault(pkg.name, []).append(pkg)
-        poetry = pyproject.get("tool", {}).get("poetry", {})
-        self.groups: dict[str, dict[str, Any]] = {
-            name: group.get("dependencies", {}) for name, group in poetry.get("group", {}).items()
-        }
-        self.groups["main"] = {k: v for k, v in poetry.get("dependencies", {}).items() if k != "python"}
+        self.groups: dict[str, dict[str, Any]] = {}
+        for name, group in _table(poetry.get("group", {}), f"{pyproject_path}: [tool.poetry.group]").items():
+            where = f"{pyproject_path}: [tool.poetry.group.{name}]"
+            self.groups[name] = _table(_table(group, where).get("dependencies", {}), where)
+        self.groups["main"] = {k: v for k, v in _table(
+            poetry.get("dependencies", {}), f"{pyproject_path}: [tool.poetry.dependencies]").items()
+            if k != "python"}
         self.excluded = self._read_excluded(pyproject)
+        self._check_roots()
+
+    # -- consistency with pyproject.toml ----------------------------------------------
+
+    def _check_content_hash(self, lock: dict, poetry: dict) -> str:
+        """Poetry 1.8's freshness test: the lock records the hash of pyproject's
+        dependency tables it was solved for; any change to them makes it stale."""
+        metadata = lock.get("metadata")
+        locked = metadata.get("content-hash") if isinstance(metadata, dict) else None
+        if not isinstance(locked, str):
+            raise FxError("has no [metadata] content-hash", where=str(self.lock_path),
+                          hint="poetry.lock is written by Poetry 1.8: re-lock with tools/poetry_lock.py")
+        try:
+            now = content_hash(poetry)
+        except (TypeError, ValueError) as exc:  # a TOML date, say: Poetry could not hash it either
+            raise FxError(f"cannot hash [tool.poetry] as Poetry does: {exc}",
+                          where=str(self.pyproject_path)) from exc
+        if now != locked:
+            raise FxError(
+                STALE, where=str(self.lock_path),
+                hint=f"{self.pyproject_path.name}'s dependencies and groups hash to {now[:12]}…, the lock"
+                     f" was made for {locked[:12]}…; `<poetry-1.8-venv>/bin/python tools/poetry_lock.py"
+                     f" --no-update` re-locks keeping the other versions")
+        return locked
+
+    def _read_package(self, number: int, entry: Any) -> _Package:
+        where = str(self.lock_path)
+        label = f"[[package]] #{number}"
+        if not isinstance(entry, dict):
+            raise FxError(f"{label} is not a table", where=where)
+        if isinstance(entry.get("name"), str):
+            label += f" (`{entry['name']}`)"
+        hint = "poetry.lock is written by Poetry: re-lock with tools/poetry_lock.py rather than edit it"
+        for field_name, kind in (("name", str), ("version", str), ("python-versions", str), ("files", list)):
+            if field_name not in entry:
+                raise FxError(f"{label} has no `{field_name}`", where=where, hint=hint)
+            if not isinstance(entry[field_name], kind):
+                raise FxError(f"{label}: `{field_name}` must be a {'string' if kind is str else 'list'}",
+                              where=where, hint=hint)
+        try:
+            Version(entry["version"])
+        except InvalidVersion as exc:
+            raise FxError(f"{label}: `version` {entry['version']!r} is not a PEP 440 version",
+                          where=where, hint=hint) from exc
+        files = []
+        for f in entry["files"]:
+            if not isinstance(f, dict) or not isinstance(f.get("file"), str) or not isinstance(f.get("hash"), str):
+                raise FxError(f"{label}: every `files` entry needs `file` and `hash`: {f!r}",
+                              where=where, hint=hint)
+            files.append((f["file"], f["hash"]))
+        return _Package(
+            name=canonicalize_name(entry["name"]), version=entry["version"], files=files,
+            dependencies=_table(entry.get("dependencies", {}), f"{where}: {label} dependencies"),
+            extras=_table(entry.get("extras", {}), f"{where}: {label} extras"),
+            python_versions=entry["python-versions"],
+        )
+
+    def _check_roots(self) -> None:
+        """Every root dependency of every group has a locked version its constraint allows.
+
+        The content-hash catches an edited pyproject; this also catches a lock whose hash
+        was patched by hand (or a lock Poetry never wrote), e.g. `fastapi = "0.999.0"`
+        against a lock holding 0.115.12."""
+        for group, deps in self.groups.items():
+            for dep_name, spec in deps.items():
+                where = f"{self.pyproject_path}: group {group}: {dep_name}"
+                name = canonicalize_name(dep_name)
+                for c in _as_list(spec):
+                    if not isinstance(c, dict):
+                        raise FxError(f"not a version or a table: {c!r}", where=where)
+                    if not _applies(c, where):
+                        continue
+                    constraint = _constraint(c.get("version"), where)
+                    locked = [p.version for p in self.packages.get(name, [])]
+                    if not any(self._allows(constraint, v) for v in locked):
+                        has = f"the lock has {', '.join(locked)}" if locked else "the lock does not have it"
+                        raise FxError(f"{STALE}: group `{group}` asks for `{dep_name}` {constraint.text},"
+                                      f" {has}", where=str(self.lock_path),
+                                      hint=f"{self.pyproject_path} and the lock were changed separately")
+
+    def _allows(self, constraint: PoetryConstraint, version: str) -> bool:
+        try:
+            return constraint.allows(version)
+        except InvalidVersion as exc:
+            raise FxError(f"locked version {version!r} is not a PEP 440 version",
+                          where=str(self.lock_path)) from exc
 
     def _read_excluded(self, pyproject: dict) -> dict[str, str]:
         """[tool.fxstack.exclude]: locked packages no image installs, each with the reason.
@@ -139,20 +224,29 @@ class PoetryLock:
     # -- graph walk ---------------------------------------------------------------
 
     def _pick(self, name: str, constraint: str, where: str) -> _Package:
+        """The locked version that fits `constraint`; several locked versions of one
+        package (per Python or platform) are told apart by constraint, then Python."""
         candidates = self.packages.get(name)
         if not candidates:
             raise FxError(f"`{name}` is required but not in the lock", where=where,
                           hint="the lock is stale: regenerate poetry.lock (tools/poetry_lock.py)")
-        if len(candidates) == 1:
-            return candidates[0]
-        spec = _specifier(constraint)
-        fitting = [p for p in candidates if spec is None or Version(p.version) in spec]
-        fitting = [p for p in fitting if _python_ok(p.python_versions)] or fitting
-        if len(fitting) != 1:
+        spec = _constraint(constraint, where)
+        fitting = [p for p in candidates if self._allows(spec, p.version)]
+        if not fitting:
             versions = ", ".join(p.version for p in candidates)
+            raise FxError(f"{STALE}: `{name}` {constraint} is required, the lock has {versions}",
+                          where=where, hint=f"re-lock {self.lock_path.name}")
+        if len(fitting) > 1:
+            fitting = [p for p in fitting if self._python_ok(p)] or fitting
+        if len(fitting) != 1:
+            versions = ", ".join(p.version for p in fitting)
             raise FxError(f"cannot choose between locked versions of `{name}` ({versions})"
                           f" for constraint {constraint!r}", where=where)
         return fitting[0]
+
+    def _python_ok(self, pkg: _Package) -> bool:
+        where = f"{self.lock_path}: {pkg.name} {pkg.version}: python-versions"
+        return _constraint(pkg.python_versions, where).allows(MARKER_ENV["python_full_version"])
 
     def resolve(self, groups: list[str] | tuple[str, ...]) -> list[_Package]:
         """Every locked package the groups need on the target, roots and transitive."""
@@ -166,7 +260,7 @@ class PoetryLock:
             for dep_name, spec in self.groups[group].items():
                 for c in _as_list(spec):
                     where = f"{self.pyproject_path}: group {group}: {dep_name}"
-                    if _marker_true(c.get("markers"), "", where):
+                    if _applies(c, where):
                         queue.append((canonicalize_name(dep_name), c.get("version", "*"),
                                       frozenset(c.get("extras", [])), where))
         while queue:
@@ -236,9 +330,10 @@ class PoetryLock:
         return LockedFile(pkg.name, pkg.version, filename, value)
 
 
-def _python_ok(python_versions: str) -> bool:
-    spec = _specifier(python_versions.replace(" || ", ","))
-    return True if spec is None else MARKER_ENV["python_full_version"] in spec
+def _table(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise FxError(f"must be a table, not {value!r}", where=where)
+    return value
 
 
 def export_requirements(lock: PoetryLock, groups: list[str], exclude: tuple[str, ...] = ()) -> str:
