@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from fxstack.poll import poll
+
 from .conftest import REPO, free_port, post_json, service_env, wait_http
 
 pytestmark = pytest.mark.integration
@@ -82,9 +84,12 @@ def test_gunicorn_two_workers_metrics_add_up(trained, tmp_path):
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 60, proc, log)
         assert not stale.exists(), "the master did not clear the multiprocess directory"
-        status, body, _ = _get(port, "GET", "/ready")
-        assert status == 200, body
         version = result["train_register"]["version"]
+        # /ready speaks for both workers: 200 once each serves the registered version
+        ready = poll(lambda: _ready_body(port), timeout=60, interval=0.2)
+        assert ready["checks"]["model"]["version"] == version
+        assert len(ready["checks"]["workers"]) == 2, ready
+        assert set(ready["checks"]["workers"].values()) == {version}, ready
         big = json.dumps({"pair": "EUR_USD", "padding": "x" * 1024 * 1024}).encode()
         status, answer = post_json(port, "/predict", big)  # the body limit, in a real worker
         assert status == 413 and "FX_MAX_BODY_BYTES" in answer["detail"], answer
@@ -123,6 +128,11 @@ def test_gunicorn_two_workers_metrics_add_up(trained, tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
     assert proc.returncode == 0, log.read_text()[-2000:]
+
+
+def _ready_body(port: int) -> dict | None:
+    status, body, _ = _get(port, "GET", "/ready")
+    return json.loads(body) if status == 200 else None
 
 
 def _predict_200(text: str) -> float:

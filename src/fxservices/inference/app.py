@@ -31,6 +31,7 @@ from fxservices.common.logs import setup_logging
 from fxservices.common.web import install
 from fxservices.inference.cache import PredictCache
 from fxservices.inference.features import FeaturesUnavailable, OnlineFeatures
+from fxservices.inference import workers
 from fxservices.inference.model import ModelCache, ModelUnavailable
 
 os.environ.setdefault("FEAST_USAGE", "False")
@@ -97,6 +98,7 @@ class Services:
                 # freeze what the new model brought; only the young generations are collected
                 # first: a full collection holds the GIL for tens of ms while requests are served
                 self.models.on_new_model = lambda: _freeze_heap(full=False)
+                self.models.on_version_change = workers.record  # /ready speaks for every worker
                 self.features = OnlineFeatures(settings.feast_repo_path, settings.redis_host,
                                                settings.redis_port)
                 self.settings = settings
@@ -129,6 +131,7 @@ def reset_services() -> None:
 async def _lifespan(_app):
     # Per worker, in the background (so /health answers at once): import the heavy libraries
     # and load the served model before the first /predict needs them, then freeze the heap.
+    workers.record(None)  # started, serving nothing yet: /ready counts this worker as behind
     threading.Thread(target=_warm_up, name="fx-warm-up", daemon=True).start()
     yield
 
@@ -181,6 +184,11 @@ def ready():
         m = services.models.get()
         checks["model"] = {"name": m.name, "alias": m.alias, "version": m.version}
         metrics.MODEL_VERSION.labels(m.name, m.alias).set(float(m.version))
+        checks["workers"] = {str(pid): v for pid, v in workers.serving().items()}
+        behind = workers.lagging(m.version)
+        if behind:  # the next /predict may land on a worker that cannot serve it yet
+            missing.append(f"model: not every worker serves version {m.version} yet: "
+                           + "; ".join(behind))
     except ModelUnavailable as exc:
         missing.append(f"model: {exc}")
     try:
@@ -217,7 +225,7 @@ def _predict_cache() -> PredictCache:
 async def predict(req: PredictRequest):
     # async: the hot path (loaded model, cached features) never blocks; the slow parts (MLflow
     # alias check, Feast read) run in other threads when due, while requests are answered with
-    # what is loaded. Only a worker that has nothing loaded yet waits for them.
+    # what is loaded. Only a worker's first alias check, at its start, is waited for.
     services.ensure()
     if services.config_error:
         return _error(503, services.config_error)
@@ -227,11 +235,17 @@ async def predict(req: PredictRequest):
                            f"{', '.join(settings.pairs)} (FX_PAIRS)")
     models = services.models
     model = models.serve()
-    if model is None:  # nothing loaded yet (or the alias went away): wait for the registry
+    if model is None and not models.checked():
+        # the worker's very first alias check (it runs at start): wait for that one only
         try:
             model = await run_in_threadpool(models.get)
         except ModelUnavailable as exc:
             return _error(503, str(exc), missing="model")
+    if model is None:
+        # Nothing loaded (nothing registered yet, or the registry unreachable): 503 at once.
+        # serve() has started a check in the background when one is due; requests that waited
+        # for that load were the p99 of the seconds after the first model was registered.
+        return _error(503, models.unavailable_reason(), missing="model")
     cache = _predict_cache()
     try:
         values, ts = await cache.features_for(req.pair, services.features.latest)

@@ -23,6 +23,8 @@ from fxservices.inference.metrics import DEFAULT_MULTIPROC_DIR
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DEFAULT_MULTIPROC_DIR)
 
 workers = env_int("FX_API_WORKERS", 2, minimum=1)
+# the workers inherit it: /ready counts them against it (fxservices.inference.workers)
+os.environ["FX_API_WORKERS"] = str(workers)
 accesslog = "-" if env_bool("FX_API_ACCESS_LOG", False) else None
 
 

@@ -69,12 +69,18 @@ def _polite_to_the_event_loop():
 
 
 class ModelCache:
+    # With nothing loaded and the registry unreachable (MLflow still starting, or restarting),
+    # ask again after this many seconds instead of the TTL: once MLflow answers, the worker
+    # serves within a second, not up to FX_MODEL_REFRESH_SECONDS later.
+    RETRY_UNREACHABLE_SECONDS = 1.0
+
     def __init__(self, tracking_uri: str, name: str, alias: str, ttl_seconds: float = 10.0,
                  default_features: tuple[str, ...] = ()):
         self.tracking_uri = tracking_uri
         self.name = name
         self.alias = alias
         self.ttl = ttl_seconds
+        self._unreachable = False
         self.default_features = list(default_features)
         self._lock = threading.Lock()
         self._loaded: Optional[LoadedModel] = None
@@ -83,6 +89,8 @@ class ModelCache:
         self._client = None
         # called (in the thread that loaded it) after a new version is loaded
         self.on_new_model: Optional[Callable[[], None]] = None
+        # called with the version served (None: nothing) whenever that changes
+        self.on_version_change: Optional[Callable[[Optional[str]], None]] = None
 
     @property
     def loaded(self) -> Optional[LoadedModel]:
@@ -128,9 +136,11 @@ class ModelCache:
 
     def refresh(self) -> None:
         """Resolve the alias now; load the version it points at if it changed."""
+        self._unreachable = False
         try:
             mv = self._mlflow_client().get_model_version_by_alias(self.name, self.alias)
         except Exception as exc:
+            self._unreachable = not _is_not_found(exc)
             if _is_not_found(exc):
                 self._loaded = None
                 self._error = self._missing_message()
@@ -159,25 +169,41 @@ class ModelCache:
     def get(self) -> LoadedModel:
         """The model to serve, checking the alias first when the check is due (blocks for an
         MLflow round trip then); raises ModelUnavailable saying what is missing."""
-        now = time.monotonic()
-        if now - self._checked_at >= self.ttl:
+        if not self.fresh():
             with self._lock:
-                if time.monotonic() - self._checked_at >= self.ttl:
+                if not self.fresh():
                     self._check()
         loaded = self._loaded
         if loaded is None:
-            raise ModelUnavailable(self._error or self._missing_message())
+            raise ModelUnavailable(self.unavailable_reason())
         return loaded
 
+    def checked(self) -> bool:
+        """Whether any alias check has finished in this worker (its first one runs at start)."""
+        return self._checked_at > 0.0
+
+    def unavailable_reason(self) -> str:
+        """Why nothing is served (when nothing is loaded): the last check's error, or that the
+        first check has not finished yet."""
+        if self._error:
+            return self._error
+        if not self.checked():
+            return (f"model '{self.name}' (alias '{self.alias}') is being loaded by this worker; "
+                    "retry in a moment")
+        return self._missing_message()
+
     def serve(self) -> Optional[LoadedModel]:
-        """The loaded model, without waiting; None when none is loaded (then call get()).
+        """The loaded model, without waiting; None when none is loaded (unavailable_reason()
+        says why; a request then gets 503 at once).
 
         When the alias check is due it runs in a background thread and this call returns the
         model loaded now (stale-while-revalidate). A check blocks for an MLflow round trip,
         up to MLFLOW_HTTP_REQUEST_TIMEOUT: done inline, every request that arrived meanwhile
-        waited behind it, every FX_MODEL_REFRESH_SECONDS, and that was the p99 latency."""
+        waited behind it, every FX_MODEL_REFRESH_SECONDS, and that was the p99 latency. The
+        same goes for a worker with nothing loaded yet: requests that waited for its first
+        load were the p99 of the seconds after the first model was registered."""
         loaded = self._loaded
-        if loaded is not None and not self.fresh() and self._lock.acquire(blocking=False):
+        if not self.fresh() and self._lock.acquire(blocking=False):
             threading.Thread(target=self._check_then_release, name="fx-model-check",
                              daemon=True).start()
         return loaded
@@ -187,7 +213,7 @@ class ModelCache:
         loads, so each worker loads the first one as soon as it is registered, not when a
         request finds it missing (that request, and every one behind it, would wait)."""
         while self._loaded is None:
-            time.sleep(max(self.ttl, min_interval))
+            time.sleep(max(self._interval(), min_interval))
             if self._loaded is None and self._lock.acquire(blocking=False):
                 self._check_then_release()  # (else a request is checking right now)
 
@@ -212,10 +238,19 @@ class ModelCache:
             self._checked_at = time.monotonic()
         if self._loaded is not None and self._loaded is not before and self.on_new_model:
             self.on_new_model()
+        version = self._loaded.version if self._loaded else None
+        if self.on_version_change and version != (before.version if before else None):
+            self.on_version_change(version)
+
+    def _interval(self) -> float:
+        if self._loaded is None and self._unreachable:
+            return min(self.ttl, self.RETRY_UNREACHABLE_SECONDS)
+        return self.ttl
 
     def fresh(self) -> bool:
-        """True while the last alias check is younger than the TTL (get() will not block)."""
-        return time.monotonic() - self._checked_at < self.ttl
+        """True while the last alias check is younger than the TTL (get() will not block);
+        with nothing loaded and MLflow unreachable, younger than RETRY_UNREACHABLE_SECONDS."""
+        return time.monotonic() - self._checked_at < self._interval()
 
     def invalidate(self) -> None:
         self._checked_at = 0.0
