@@ -2,7 +2,24 @@
 # Only packages that need one are here, each with the reason. Everything else installs from
 # the wheel poetry.lock pins (preferWheels = true), with poetry2nix's default overrides
 # (which already cover torch, bitsandbytes, triton and the nvidia-*-cu12 wheels of torch < 2.5).
-final: prev: {
+final: prev:
+let
+  lib = import ./lib.nix;
+  without = names: deps: builtins.filter (d: d == null || !(builtins.elem (d.pname or "") names)) deps;
+  # (names only: which packages exist must not depend on evaluating any of them)
+  providers = builtins.filter (lib.hasPrefix "apache-airflow-providers-") (builtins.attrNames prev);
+in
+# apache-airflow 2.10 depends on its nine pre-installed providers, and each provider depends
+# on apache-airflow (>= 2.10.0): a cycle, which poetry2nix turns into "infinite recursion
+# encountered" (every package's requiredPythonModules is the closure of its dependencies).
+# poetry2nix breaks such cycles for dask and fastapi (the package that pulls the others keeps
+# its edges) but not for Airflow. Same rule here: apache-airflow keeps its providers, a
+# provider no longer propagates apache-airflow. Every environment that has a provider has
+# apache-airflow (only it pulls them in), so nothing goes missing at run time.
+lib.genAttrs providers (n: if prev.${n} == null then null else prev.${n}.overridePythonAttrs (old: {
+  propagatedBuildInputs = without [ "apache-airflow" ] (old.propagatedBuildInputs or [ ]);
+}))
+// {
   # torch 2.6 depends on nvidia-cusparselt-cu12, which is newer than poetry2nix's list of
   # nvidia-*-cu12 wheels it fixes up. Like the others, the wheel ships its own
   # site-packages/nvidia/__init__.py, so two wheels would install the same file and

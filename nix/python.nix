@@ -6,6 +6,7 @@
 , python            # the interpreter (nixpkgs python311)
 , src               # the repository
 , lib
+, arch ? "x86_64"   # the CPU the images are for (uname -m, as in wheel platform tags)
 }:
 let
   # poetry2nix reads both files at evaluation time; projectDir is a copy that holds only them,
@@ -24,6 +25,10 @@ let
   excluded = map normalize (builtins.attrNames
     ((builtins.fromTOML (builtins.readFile (src + "/pyproject.toml"))).tool.fxstack.exclude or { }));
   locked = (builtins.fromTOML (builtins.readFile (src + "/poetry.lock"))).package;
+  # Each locked package reaches poetry2nix without the wheels no x86_64-linux CPython 3.11 can
+  # install: the poetry2nix pin aborts on some of their tags (riscv64, abi3t, graalpy); see
+  # ./wheels.nix.
+  wheels = import ./wheels.nix { inherit (python) pythonVersion; inherit arch; };
   dependents = lib.unique (map (p: normalize p.name) (builtins.filter
     (p: builtins.any (d: builtins.elem (normalize d) excluded) (builtins.attrNames (p.dependencies or { })))
     locked));
@@ -35,7 +40,7 @@ let
     }));
 in
 {
-  inherit excluded dependents;
+  inherit excluded dependents wheels;
 
   # groups: the spec's `groups` (base image's groups first). checkGroups = [ ]: poetry2nix
   # otherwise adds the `dev` group's packages (pytest) to every environment.
@@ -45,8 +50,8 @@ in
     poetrylock = src + "/poetry.lock";
     preferWheels = true;
     checkGroups = [ ];
-    overrides = (poetry2nix.defaultPoetryOverrides.extend (import ./poetry-overrides.nix)).extend
-      withoutExcluded;
+    overrides = ((poetry2nix.defaultPoetryOverrides.extend (import ./poetry-overrides.nix)).extend
+      withoutExcluded).extend wheels.overlay;
   };
 
   key = groups: builtins.concatStringsSep "+" groups;

@@ -197,8 +197,11 @@ let
     "cython" "cython_0" "flit" "flit-core" "hatch-vcs" "hatchling" "pbr" "pdm-backend" "poetry-core"
     "setuptools" "setuptools-scm" "pip" "wheel" "tomlkit" "packaging" "installer" "build"
     "pyproject-hooks" "scikit-build" "scikit-build-core" "maturin" "pybind11" "numpy" "meson-python"
-    "cffi" "pkgconfig" "setuptools-rust" "versioneer" "toml" "tomli"
+    "cffi" "pkgconfig" "setuptools-rust" "versioneer" "toml" "tomli" "babel"
   ];
+  # nixpkgs' python-aliases.nix (allowAliases is on by default); poetry2nix nulls those that
+  # are not normalized names and some of its overrides still name them.
+  pythonAliases = self: { Babel = self.babel; };
 
   mkPythonScope = { python, overrides }:
     let
@@ -207,7 +210,9 @@ let
         pkgs = pkgsSet;
         callPackage = lib.callPackageWith (pkgsSet // self);
         isPy27 = false;
+        isPy2 = false;
         isPy3k = true;
+        isPyPy = false;
         pythonOlder = lib.versionOlder python.pythonVersion;
         pythonAtLeast = lib.versionAtLeast python.pythonVersion;
         pythonOnBuildForHost = python;
@@ -220,10 +225,8 @@ let
         wheelUnpackHook = makeSetupHook { name = "wheel-unpack-hook.sh"; } "wheel-unpack-hook";
         pypaInstallHook = makeSetupHook { name = "pypa-install-hook"; propagatedBuildInputs = [ self.installer ]; } "pypa-install-hook";
         pythonRelaxDepsHook = makeSetupHook { name = "python-relax-deps-hook"; } "python-relax-deps-hook";
-        fetchPypi = lib.makeOverridable ({ pname, version, hash ? null, sha256 ? null, ... }:
-          fetchurl { url = "https://files.pythonhosted.org/packages/source/${lib.substring 0 1 pname}/${pname}/${pname}-${version}.tar.gz"; inherit hash sha256; });
-        inherit fetchPypiLegacy;
-      } // lib.genAttrs pythonPackageNames (n: self.callPackage
+        inherit fetchPypi fetchPypiLegacy;
+      } // pythonAliases self // lib.genAttrs pythonPackageNames (n: self.callPackage
         # Like nixpkgs' python-modules/<name>: a function of its build inputs, so that
         # `.override { inherit (final) buildPythonPackage flit-core; }` (poetry2nix's
         # bootstrapping packages) works.
@@ -250,7 +253,7 @@ let
         let
           propagated = lib.filter (d: d != null) (lib.flatten (attrs.propagatedBuildInputs or [ ]));
           drv = mkDerivation (removeAttrs attrs [ "disabled" "format" "pyproject" "build-system" "dependencies" "doCheck" "dontStrip" ] // {
-            name = "${self.python.libPrefix}-${attrs.pname}-${attrs.version}";
+            name = "${self.python.libPrefix}-${attrs.name or "${attrs.pname}-${attrs.version}"}";
             format = attrs.format or "setuptools";
             nativeBuildInputs = [ self.python ] ++ (attrs.nativeBuildInputs or [ ]);
             propagatedBuildInputs = propagated;
@@ -267,6 +270,8 @@ let
     in
     lib.makeOverridable build;
 
+  fetchPypi = lib.makeOverridable ({ pname, version, hash ? null, sha256 ? null, ... }:
+    fetchurl { url = "https://files.pythonhosted.org/packages/source/${lib.substring 0 1 pname}/${pname}/${pname}-${version}.tar.gz"; inherit hash sha256; });
   fetchPypiLegacy = lib.makeOverridable ({ pname, file, hash, url, ... }:
     fetchurl { url = "${url}/${pname}/${file}"; inherit hash; name = file; });
 
@@ -292,6 +297,8 @@ let
               executable = "python${pythonVersion}";
               isPy3k = true;
               isPy27 = false;
+              isPy2 = false;
+              isPyPy = false;
               stdenv = stdenv;
               pkgs = scope;
               pythonOnBuildForHost = py;
@@ -306,7 +313,8 @@ let
                     paths = requiredPythonModules (extraLibs ++ [ py ]);
                     inherit ignoreCollisions postBuild;
                     extraOutputsToInstall = [ "out" ] ++ extraOutputsToInstall;
-                    passthru = {
+                    # nixpkgs' wrapper.nix: the interpreter's passthru (pkgs, sitePackages...) and more
+                    passthru = py.passthru // {
                       python = py;
                       interpreter = "${env}/bin/${py.executable}";
                       inherit (py) sitePackages executable pythonVersion;
@@ -346,11 +354,11 @@ let
     "tini" "bash" "bashInteractive" "coreutils" "curl" "jq" "sqlite" "patchutils" "redis" "prometheus"
     "prometheus-statsd-exporter" "prometheus-redis-exporter" "grafana" "docker-compose" "nixfmt-rfc-style"
     "yj" "pkg-config" "cmake" "swig" "jdk" "gfortran" "meson" "ninja" "autoconf" "automake" "libtool"
-    "openblasCompat" "zlib" "openssl" "libffi" "gcc" "git" "nix" "shellcheck" "rustc" "cargo"
+    "openblasCompat" "libjpeg" "libtiff" "libwebp" "tcl" "lcms2" "libxcrypt" "libyaml" "libpng" "freetype" "sentencepiece" "gperftools" "qhull" "which" "abseil-cpp" "re2" "c-ares" "openssl_3" "zlib" "openssl" "libffi" "gcc" "git" "nix" "shellcheck" "rustc" "cargo"
   ] // {
     inherit lib stdenv config mkDerivation runCommand runCommandWith writeTextFile writeText writeScript
       writeShellScript writeShellApplication buildEnv makeSetupHook mkShell fetchurl fetchpatch2
-      buildGoModule glibc pythonManylinuxPackages cudaPackages_12_4 fetchPypiLegacy;
+      buildGoModule glibc pythonManylinuxPackages cudaPackages_12_4 fetchPypi fetchPypiLegacy;
     system = sys;
     stdenvNoCC = stdenv;
     buildPackages = pkgsSet;
@@ -359,12 +367,14 @@ let
     newScope = extra: lib.callPackageWith (pkgsSet // extra);
     cacert = pkg "nss-cacert" "3.104" { outputs = [ "out" "unbundled" ]; };
     postgresql_15 = pkg "postgresql" "15.8" { passthru.psqlSchema = "15"; };
+    postgresql = pkg "postgresql" "16.4" { passthru.psqlSchema = "16"; };
     poetry = pkg "poetry" "1.8.4" { };
     go = pkg "go" "1.23.2" { passthru.GOARCH = { x86_64 = "amd64"; aarch64 = "arm64"; }.${platform.parsed.cpu.name}; };
     skopeo = pkg "skopeo" "1.16.1" { nativeBuildInputs = [ ]; };
     autoPatchelfHook = makeSetupHook { name = "auto-patchelf-hook"; } "auto-patchelf";
     makeWrapper = makeSetupHook { name = "make-wrapper-hook"; } "make-wrapper";
     nix-gitignore = { gitignoreFilterPure = filter: _: _: filter; };
+    xorg = simple [ "libxcb" "libX11" "libXext" ];
     python311 = mkPython { attr = "python311"; version = "3.11.10"; };
     python312 = mkPython { attr = "python312"; version = "3.12.7"; };
     python3 = pkgsSet.python312;

@@ -58,7 +58,15 @@ let
       fakeFinal = { inherit python; } // prev;
       result = overlay fakeFinal prev;
     in
-    map (n: result.${n}.standinOverride or (throw "stand-in poetry2nix: override ${n} did not call overridePythonAttrs")) names;
+    map
+      (n:
+        # poetry2nix's own builder, mkPoetryDep, is a function in the same set: an overlay
+        # may wrap it (nix/wheels.nix does); recorded as such, never called here.
+        if n == "mkPoetryDep" then
+          (if isFunction result.${n} then { package = n; wraps = "mkPoetryDep"; }
+           else throw "stand-in poetry2nix: mkPoetryDep must stay a function")
+        else result.${n}.standinOverride or (throw "stand-in poetry2nix: override ${n} did not call overridePythonAttrs"))
+      names;
 
   overrideSummary = python: overrides:
     let
