@@ -40,7 +40,9 @@ DISTRIBUTION = {
     "feast": "feast==0.37.1", "redis": "redis==5.0.1", "mlflow": "mlflow==2.16.2",
     "fastapi": "fastapi==0.115.12", "httpx": "httpx", "prometheus_client":
     "prometheus-client==0.19.0", "gunicorn": "gunicorn==23.0.0", "uvicorn": "uvicorn==0.24.0",
-    "tenacity": "tenacity==8.5.0", "torch": "torch (CPU build)", "transformers": "transformers==4.48.3",
+    "tenacity": "tenacity==8.5.0",
+    "prometheus_flask_exporter": "prometheus-flask-exporter==0.23.2",
+    "torch": "torch (CPU build)", "transformers": "transformers==4.48.3",
     "peft": "peft==0.14.0", "tokenizers": "tokenizers", "airflow": "apache-airflow==2.10.5",
 }
 PIPELINE = ("pandas", "numpy", "pyarrow", "sklearn", "xgboost", "tenacity")
@@ -51,7 +53,7 @@ NEEDS = {
     "test_pipeline.py": PIPELINE,
     "test_dag.py": (),
     "test_feature_repo.py": ("feast", "pandas"),
-    "test_mlflow_server.py": ("mlflow",),
+    "test_mlflow_server.py": ("mlflow", "prometheus_flask_exporter"),
     "test_inference.py": SERVING,
     "test_inference_first_model.py": SERVING,
     "test_gunicorn.py": SERVING + ("gunicorn", "uvicorn"),
