@@ -1,0 +1,1 @@
+"""The REST + GraphQL API (`uvicorn bsopt.api.main:app`)."""

@@ -1,0 +1,199 @@
+"""The bsopt API: `uvicorn bsopt.api.main:app` on 8000 (the seed's `src.api.main:app`).
+
+REST: POST /price (prices and Greeks, one option or a columnar batch), POST /implied-volatility,
+GET /quotes (scraped, with implied volatilities, from Postgres), POST /jobs + GET /jobs/{id}
+(work for the Celery worker), GET /dead-letters, POST /scrapes + GET /scrapes/{id} (ask the
+scraper for a run now). GraphQL: POST /graphql (quotes, price). Ops: /health (the process),
+/ready (Postgres and Redis answer), /metrics.
+
+Bad input gets a 422 naming the field, the reason and what is accepted (bsopt.common.http);
+a body over 4 MB gets a 413 before it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import Any
+
+import numpy as np
+import psycopg2
+import redis
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ..common import http
+from ..common.db import Database
+from ..common.errors import InputError, Problem
+from ..common.settings import DEAD_LETTER_KEY, SCRAPE_QUEUE, SCRAPE_STATUS, Settings
+from ..pricing import bsm
+from ..tasks.celery_app import TASKS
+from ..tasks.celery_app import app as celery_app
+from .graphql import schema
+
+settings = Settings.from_env()
+db = Database(settings.database_url)
+rds = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    yield
+    db.close()
+
+
+app = FastAPI(title="bsopt API", version="1.0", lifespan=lifespan)
+http.install(app, "api")
+
+
+def _fields(body: dict[str, Any]) -> dict[str, np.ndarray]:
+    L = bsm.LIMITS
+    return bsm.check(
+        spot=http.numbers(body, "spot", L["spot"][1]),
+        strike=http.numbers(body, "strike", L["strike"][1]),
+        years=http.years_to_expiry(body, date.today()),
+        rate=http.numbers(body, "rate", L["rate"][1], 0.0),
+        volatility=http.numbers(body, "volatility", L["volatility"][1]),
+        dividend_yield=http.numbers(body, "dividend_yield", L["dividend_yield"][1], 0.0))
+
+
+def _out(arrays: dict[str, np.ndarray], scalar: bool) -> dict[str, Any]:
+    if scalar:
+        return {k: float(np.asarray(v).ravel()[0]) for k, v in arrays.items()}
+    return {k: np.atleast_1d(v).tolist() for k, v in arrays.items()}
+
+
+@app.get("/health")
+async def health():
+    return {"status": "ok"}
+
+
+@app.get("/ready")
+def ready():
+    problems = {}
+    try:
+        db.ping()
+    except psycopg2.Error as exc:
+        problems["postgres"] = str(exc).strip()
+    try:
+        rds.ping()
+    except redis.RedisError as exc:
+        problems["redis"] = str(exc)
+    if problems:
+        return JSONResponse({"ready": False, "unreachable": problems}, status_code=503)
+    return {"ready": True}
+
+
+@app.post("/price")
+async def price(request: Request):
+    """Body: spot, strike, volatility, years | expiry, [rate, dividend_yield, type, greeks].
+    Each a number (or ISO date / "call"|"put") or a list; lists are priced element-wise."""
+    body = await http.json_body(request)
+    f = _fields(body)
+    call = bsm.is_call(http.option_types(body))
+    scalar = all(np.ndim(v) == 0 for v in f.values()) and np.ndim(call) == 0
+    args = (f["spot"], f["strike"], f["years"], f["rate"], f["volatility"], f["dividend_yield"], call)
+    if body.get("greeks", True):
+        out = bsm.greeks(*args).__dict__
+    else:
+        out = {"price": bsm.price(*args)}
+    return {**_out(out, scalar), "count": int(np.size(out["price"]))}
+
+
+@app.post("/implied-volatility")
+async def implied_volatility(request: Request):
+    body = await http.json_body(request)
+    L = bsm.LIMITS
+    target = http.numbers(body, "price", "the option's market price, a number greater than 0")
+    f = bsm.check(spot=http.numbers(body, "spot", L["spot"][1]),
+                  strike=http.numbers(body, "strike", L["strike"][1]),
+                  years=http.years_to_expiry(body, date.today()),
+                  rate=http.numbers(body, "rate", L["rate"][1], 0.0),
+                  dividend_yield=http.numbers(body, "dividend_yield", L["dividend_yield"][1], 0.0))
+    call = bsm.is_call(http.option_types(body))
+    sigma = bsm.implied_vol_checked(target, f["spot"], f["strike"], f["years"], f["rate"],
+                                    f["dividend_yield"], call)
+    scalar = np.ndim(target) == 0 and all(np.ndim(v) == 0 for v in f.values())
+    return _out({"implied_volatility": sigma}, scalar)
+
+
+@app.get("/quotes")
+def quotes(underlying: str | None = None, limit: int = 500):
+    if not 1 <= limit <= 10_000:
+        raise InputError(Problem("limit", f"{limit} is out of range", "an integer in [1, 10000]", limit))
+    rows = db.quotes(underlying=underlying, limit=limit)
+    return {"count": len(rows), "quotes": rows}
+
+
+@app.post("/graphql")
+async def graphql(request: Request):
+    body = await http.json_body(request)
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise InputError(Problem("query", "is missing or not a string", "a GraphQL query string"))
+    variables = body.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise InputError(Problem("variables", "is not an object", "a JSON object of variable values"))
+    result = await run_in_threadpool(schema.execute, query, variable_values=variables,
+                                     context_value={"db": db})
+    out: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        out["errors"] = [{"message": str(getattr(e, "message", e)),
+                          "path": getattr(e, "path", None)} for e in result.errors]
+    return JSONResponse(out, status_code=200 if result.data is not None else 400)
+
+
+@app.post("/jobs", status_code=202)
+async def submit_job(request: Request):
+    body = await http.json_body(request)
+    task = body.get("task")
+    if task not in TASKS:
+        raise InputError(Problem("task", f"unknown task {task!r}", " or ".join(sorted(TASKS)), task))
+    args = body.get("args") or {}
+    if not isinstance(args, dict):
+        raise InputError(Problem("args", "is not an object", "a JSON object of the task's keyword arguments"))
+    result = await run_in_threadpool(celery_app.send_task, TASKS[task], kwargs=args)
+    return {"id": result.id, "task": task, "state": "PENDING", "url": f"/jobs/{result.id}"}
+
+
+@app.get("/jobs/{job_id}")
+def job(job_id: str):
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        raise InputError(Problem("job_id", "is not a job id", "the id POST /jobs returned (a UUID)", job_id)) from None
+    res = celery_app.AsyncResult(job_id)
+    state = res.state
+    out: dict[str, Any] = {"id": job_id, "state": state}
+    if state == "SUCCESS":
+        out["result"] = res.result
+    elif state in ("FAILURE", "RETRY"):
+        out["error"] = f"{type(res.result).__name__}: {res.result}"
+    return out
+
+
+@app.get("/dead-letters")
+def dead_letters(limit: int = 50):
+    return {"dead_letters": [json.loads(x) for x in rds.lrange(DEAD_LETTER_KEY, 0, max(0, limit - 1))]}
+
+
+@app.post("/scrapes", status_code=202)
+def request_scrape():
+    sid = uuid.uuid4().hex
+    rds.set(SCRAPE_STATUS.format(sid), json.dumps({"id": sid, "state": "queued", "queued_at": time.time()}),
+            ex=3600)
+    rds.rpush(SCRAPE_QUEUE, sid)
+    return {"id": sid, "state": "queued", "url": f"/scrapes/{sid}"}
+
+
+@app.get("/scrapes/{sid}")
+def scrape_status(sid: str):
+    raw = rds.get(SCRAPE_STATUS.format(sid))
+    if raw is None:
+        return JSONResponse({"error": f"no scrape {sid!r}", "hint": "use the id POST /scrapes returned "
+                             "(statuses are kept for an hour)"}, status_code=404)
+    return json.loads(raw)

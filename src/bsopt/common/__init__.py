@@ -1,0 +1,1 @@
+"""What every bsopt service shares: settings, input errors, the database."""

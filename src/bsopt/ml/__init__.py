@@ -1,0 +1,1 @@
+"""The neural pricer: training data from the analytic model, an MLP, versioned storage."""

@@ -1,0 +1,1 @@
+"""Black-Scholes-Merton maths (bsm) and the neural-pricing service (main)."""

@@ -1,0 +1,133 @@
+"""neural-pricing: `uvicorn bsopt.pricing.main:app` (the seed's entry point; the model code is
+bsopt.ml). Serves the model CURRENT names in the model store and swaps to a new one as soon as a
+training job publishes it (a watcher thread checks the pointer file every second; a request
+uses whichever network object it picked up, so a swap never mixes two models in one answer).
+
+POST /price answers the network's price, the analytic Black-Scholes-Merton price and the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import asynccontextmanager
+from datetime import date
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Gauge
+
+from ..common import http
+from ..common.settings import Settings
+from ..ml.model import M_RANGE, V_RANGE, ModelStore, Network
+from . import bsm
+
+log = logging.getLogger("bsopt.pricing")
+MODEL_VERSION = Gauge("bsopt_neural_model_version", "version of the neural pricer being served")
+POLL_SECONDS = float(os.environ.get("BSOPT_MODEL_POLL_SECONDS", "1"))
+
+
+class Serving:
+    def __init__(self, store: ModelStore):
+        self.store = store
+        self.net: Network | None = None
+        self.stamp = None
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+
+    def refresh(self) -> None:
+        stamp = self.store.current_stamp()
+        if stamp is None or stamp == self.stamp:
+            return
+        try:
+            net = self.store.load()
+        except (OSError, ValueError, KeyError) as exc:
+            self.last_error = f"cannot load {self.store.dir}: {exc}"
+            log.error(self.last_error)
+            return
+        self.stamp, self.net, self.last_error = stamp, net, None
+        if net is not None:
+            MODEL_VERSION.set(net.version)
+            log.info("serving neural pricer v%s (held-out MAE %.4f %% of spot)", net.version,
+                     (net.meta or {}).get("heldout_mae_pct_spot", float("nan")))
+
+    def watch(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+settings = Settings.from_env()
+serving = Serving(ModelStore(settings.model_dir))
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    serving.refresh()
+    thread = threading.Thread(target=serving.watch, name="model-watch", daemon=True)
+    thread.start()
+    yield
+    serving.stop()
+
+
+app = FastAPI(title="bsopt neural pricing", version="1.0", lifespan=lifespan)
+http.install(app, "neural-pricing")
+
+
+@app.get("/health")
+def health():
+    return {"status": "ok"}
+
+
+@app.get("/ready")
+def ready():
+    net = serving.net
+    if net is None:
+        return JSONResponse({"ready": False, "reason": serving.last_error or
+                             f"no trained model yet in {serving.store.dir} (submit a train_neural_pricer job)"},
+                            status_code=503)
+    return {"ready": True, "model_version": net.version}
+
+
+@app.get("/model")
+def model():
+    net = serving.net
+    if net is None:
+        return JSONResponse({"error": "no model", "hint": "submit a train_neural_pricer job to the API"},
+                            status_code=503)
+    return {"version": net.version, "meta": net.meta, "versions": serving.store.versions()}
+
+
+@app.post("/price")
+async def price(request: Request):
+    body = await http.json_body(request)
+    net = serving.net
+    if net is None:
+        return JSONResponse({"error": "no model", "problems": [],
+                             "hint": "no neural pricer trained yet: POST /jobs {\"task\": \"train_neural_pricer\"} "
+                                     "to the API, then retry"}, status_code=503)
+    f = bsm.check(spot=http.numbers(body, "spot", bsm.LIMITS["spot"][1]),
+                  strike=http.numbers(body, "strike", bsm.LIMITS["strike"][1]),
+                  years=http.years_to_expiry(body, date.today()),
+                  rate=http.numbers(body, "rate", bsm.LIMITS["rate"][1], 0.0),
+                  volatility=http.numbers(body, "volatility", bsm.LIMITS["volatility"][1]),
+                  dividend_yield=http.numbers(body, "dividend_yield", bsm.LIMITS["dividend_yield"][1], 0.0))
+    call = bsm.is_call(http.option_types(body))
+    args = (f["spot"], f["strike"], f["years"], f["rate"], f["volatility"], f["dividend_yield"], call)
+    neural = net.price(*args)
+    analytic = bsm.price(*args)
+    scalar = all(np.ndim(a) == 0 for a in args)
+    out = {"price": neural, "analytic": analytic, "error": neural - analytic}
+    if scalar:
+        out = {k: float(np.asarray(v).ravel()[0]) for k, v in out.items()}
+    else:
+        out = {k: np.atleast_1d(v).tolist() for k, v in out.items()}
+    # outside the box the network was trained on, its answer is an extrapolation: say so
+    m = np.log(f["spot"] / f["strike"]) + (f["rate"] - f["dividend_yield"]) * f["years"]
+    v = f["volatility"] * np.sqrt(f["years"])
+    outside = ~((m >= M_RANGE[0]) & (m <= M_RANGE[1]) & (v >= V_RANGE[0]) & (v <= V_RANGE[1]))
+    return {**out, "model_version": net.version, "extrapolated": bool(np.any(outside))}

@@ -1,0 +1,56 @@
+"""The task base class: retry what is transient with backoff, dead-letter what is not."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import psycopg2
+import redis
+from celery import Task
+
+from ..common.errors import InputError
+from ..common.db import Database
+from .celery_app import DEAD_LETTER_KEY, settings
+
+log = logging.getLogger("bsopt.tasks")
+TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, redis.ConnectionError, ConnectionError)
+
+_db: Database | None = None
+_redis: redis.Redis | None = None
+
+
+def db() -> Database:
+    global _db
+    if _db is None:
+        _db = Database(settings.database_url, maxconn=4)
+    return _db
+
+
+def redis_client() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(settings.redis_url)
+    return _redis
+
+
+class BsoptTask(Task):
+    autoretry_for = TRANSIENT
+    retry_backoff = 2          # 2, 4, 8, ... seconds (with jitter), capped below
+    retry_backoff_max = 60
+    retry_jitter = True
+    max_retries = 5
+    acks_late = True
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        # Reached once retries are exhausted, or at once for a non-transient error.
+        entry = {"task": self.name, "id": task_id, "args": args, "kwargs": kwargs,
+                 "error": f"{type(exc).__name__}: {exc}", "retries": self.request.retries,
+                 "poison": isinstance(exc, (InputError, TypeError, KeyError, ValueError)),
+                 "at": time.time()}
+        try:
+            redis_client().lpush(DEAD_LETTER_KEY, json.dumps(entry, default=str))
+        except redis.RedisError as err:  # the broker is gone too: the log is all there is
+            log.error("cannot dead-letter %s (%s): %s", task_id, err, entry)
+        log.error("dead-lettered %s %s: %s", self.name, task_id, entry["error"])
