@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
 import secrets
 import string
@@ -53,20 +54,16 @@ def generated_values() -> dict[str, str]:
 
 
 def parse_env(text: str) -> dict[str, str]:
-    """KEY=VALUE lines as Compose reads them (comments, blank lines, optional quotes)."""
-    values: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):]
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+    """KEY=VALUE lines as Compose reads them, by python-dotenv: comments, blank lines, quotes,
+    `export`, ${VAR}; a ` #` ends an unquoted value (`FX_API_PORT=18000 # mine` is 18000, as
+    Compose reads it; a hand-written parser kept the comment and the port check refused the
+    file). A key without `=` has no value here (Compose would take it from the shell)."""
+    # imported here, not at the top: `fxstack.stack.compose` (which reads env files) must import
+    # in a bare interpreter too, to tell a user without the environment how to get Compose
+    from dotenv import dotenv_values
+
+    values = dotenv_values(stream=io.StringIO(text))
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def read_env(path: Path) -> dict[str, str]:

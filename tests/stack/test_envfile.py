@@ -87,3 +87,29 @@ def test_parse_env_handles_comments_quotes_and_export():
     values = parse_env('# c\n\nexport A=1\nB="two words"\nC=\'x\'\nD=a=b\nnot a line\n')
     assert values == {"A": "1", "B": "two words", "C": "x", "D": "a=b"}
 
+
+
+def test_values_are_what_compose_reads_inline_comments_included(tmp_path):
+    """The real Compose v2 reads the same file: a ` #` ends an unquoted value, a `#` inside a
+    word or quotes does not (a parser that kept ` # mine` made the port check refuse 18000)."""
+    import json
+    import subprocess
+
+    from fxstack.stack.compose import find_compose
+
+    text = ('FX_API_PORT=18000 # mine\nQUOTED="x # y"\nWORD=a#b\nSINGLE=\'$NOT\'\n'
+            'export EXPORTED=1\nREF=${FX_API_PORT}0\n')
+    values = parse_env(text)
+    assert values == {"FX_API_PORT": "18000", "QUOTED": "x # y", "WORD": "a#b", "SINGLE": "$NOT",
+                      "EXPORTED": "1", "REF": "180000"}
+    env = tmp_path / "x.env"
+    env.write_text(text)
+    compose = tmp_path / "compose.yml"
+    compose.write_text("services:\n  s:\n    image: scratch\n    environment:\n"
+                       + "".join(f"      {k}: ${{{k}}}\n" for k in values))
+    out = subprocess.run([*find_compose(), "-p", "envtest", "-f", str(compose), "--env-file", str(env),
+                          "config", "--format", "json"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)["services"]["s"]["environment"]
+    assert {k: v.replace("$$", "$") for k, v in seen.items()} == values  # config re-escapes a `$`
