@@ -198,7 +198,8 @@ def test_real_lock_groups():
 
 @pytest.mark.parametrize("path,args", [
     ("requirements/harness.txt", (["main", "dev"], ())),
-    ("requirements/tests.txt", (["main", "dev", "base", "fastapi", "mlflow", "fingpt"],
+    ("requirements/tests.txt", (["main", "dev", "base", "fastapi", "mlflow", "fingpt", "bsopt-api",
+                                 "bsopt-pricing", "bsopt-worker", "bsopt-scraper"],
                                 ("torch", "nvidia-*", "triton", "bitsandbytes"))),
 ])
 def test_host_requirements_match_the_lock(path, args):
