@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out a package (a trailing * matches a prefix)")
     p.set_defaults(func=_cmd_lock_export)
     # Each part registers its own subcommands, so this file stays a table of contents.
-    for module in ("fxstack.workflow.commands", "fxstack.stack.commands", "fxstack.workflow.gc"):
+    for module in ("fxstack.workflow.commands", "fxstack.stack.commands", "fxstack.workflow.gc",
+                   "fxstack.workflow.sbom"):
         __import__(module, fromlist=["register"]).register(sub)
     return parser
 

@@ -6,6 +6,7 @@ import sys
 from typing import Callable
 
 from ..image.builder import Builder
+from ..image.sbom import attach
 from ..load.loader import load_images
 
 
@@ -19,4 +20,6 @@ def ensure_images(names: list[str] | None = None,
     log = progress or (lambda m: print(m, file=sys.stderr, flush=True))
     builder = Builder(log=log)
     images = builder.build(names)
+    for image in images:  # each image's SBOM next to it in the OCI layout (cached by manifest)
+        attach(builder.store, builder.specs[image.name], builder.lock, image.manifest_digest)
     return load_images(builder, images, method=method, log=log)
