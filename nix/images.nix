@@ -135,7 +135,7 @@ let
   systemLayer = spec:
     let fs = rootfs spec; in
     n2c.buildLayer {
-      deps = lib.optional (spec.kind == "python") (interpreter spec) ++ cudaPackages spec;
+      deps = lib.optional (spec.kind == "python") (interpreter spec) ++ map lib.getLib (cudaPackages spec);
       copyToRoot = [ fs ];
       perms = rootfsPerms spec fs;
       metadata = { created_by = "fxstack: system packages and users"; };
@@ -210,7 +210,7 @@ let
       SSL_CERT_FILE = "/etc/ssl/certs/ca-bundle.crt";
     }
     // lib.optionalAttrs spec.gpu (cuda.env // {
-      LD_LIBRARY_PATH = concatStringsSep ":" (cuda.driverLibraryPath ++ map (d: "${d}/lib") (cudaPackages spec));
+      LD_LIBRARY_PATH = concatStringsSep ":" (cuda.driverLibraryPath ++ map (d: "${lib.getLib d}/lib") (cudaPackages spec));
     });
   # The spec's env wins over what the flake adds.
   envOf = spec: extraEnv spec // spec.env;

@@ -22,6 +22,10 @@ rec {
   optionalString = c: s: if c then s else "";
   optionalAttrs = c: s: if c then s else { };
 
+  # The output that holds a package's shared libraries (nixpkgs' lib.getLib): cudaPackages
+  # put them in `lib`, most packages in `out`.
+  getLib = drv: drv.lib or drv.out or drv;
+
   hasPrefix = p: s: substring 0 (stringLength p) s == p;
 
   findFirst = pred: default: list:

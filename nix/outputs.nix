@@ -50,6 +50,15 @@ let
       && !(builtins.elem (toString path) [ "${toString src}/build" "${toString src}/bench/results" "${toString src}/compose/.env" ]);
   };
 
+  # Unit tests that cannot mean anything in the build sandbox, each with the reason; the
+  # check deselects them by id and prints the list (`./fx check` runs them).
+  notInSandbox = [
+    {
+      id = "tests/services/test_postgres_entrypoint.py::test_script_is_bash_and_executable_in_git";
+      why = "it checks the mode git records for the script (git ls-files -s); the flake's source has no .git and the sandbox no git";
+    }
+  ];
+
   checks = {
     # pytest's unit tier (no Docker, no network), including tests/nix against the stand-ins.
     unit-tests = pkgs.runCommand "fxstack-unit-tests"
@@ -60,7 +69,9 @@ let
         cd repo
         export HOME=$TMPDIR NIX_STATE_DIR=$TMPDIR/nix-state NIX_CONF_DIR=$TMPDIR/nix-conf
         mkdir -p $NIX_CONF_DIR
-        PYTHONPATH=$PWD/src python -m pytest -m unit -q -p no:cacheprovider tests
+        PYTHONPATH=$PWD/src python -m pytest -m unit -q -p no:cacheprovider tests ${lib.shellQuoteList (map (t: "--deselect=${t.id}") notInSandbox)}
+        echo "fxstack-unit-tests: not run in the Nix sandbox:"
+        ${builtins.concatStringsSep "\n" (map (t: "echo ${lib.shellQuote "  ${t.id}: ${t.why}"}") notInSandbox)}
         touch $out
       '';
 

@@ -20,6 +20,24 @@ lib.genAttrs providers (n: if prev.${n} == null then null else prev.${n}.overrid
   propagatedBuildInputs = without [ "apache-airflow" ] (old.propagatedBuildInputs or [ ]);
 }))
 // {
+  # mlflow 2.16's wheel is the whole of mlflow-skinny's plus the server: the two share 582
+  # identical files and both declare the `mlflow` console script, so an environment with
+  # both fails python.withPackages' collision check (the bin/mlflow wrappers differ per store
+  # path; nixpkgs does not ignore collisions there). mlflow depends on mlflow-skinny ==
+  # its own version and nothing else in poetry.lock does: mlflow drops it and propagates
+  # mlflow-skinny's own dependencies instead, so every module it needs is still there once.
+  mlflow = prev.mlflow.overridePythonAttrs (old: {
+    propagatedBuildInputs = without [ "mlflow-skinny" ] (old.propagatedBuildInputs or [ ])
+      ++ (final.mlflow-skinny.propagatedBuildInputs or [ ]);
+  });
+
+  # volatile 2.1.0 (bowler -> feast) is an sdist only, with a bare setup.py that imports
+  # setuptools, and poetry2nix's build-systems.json has no entry for it: without this its
+  # build fails ("No module named 'setuptools'").
+  volatile = prev.volatile.overridePythonAttrs (old: {
+    nativeBuildInputs = (old.nativeBuildInputs or [ ]) ++ [ final.setuptools ];
+  });
+
   # torch 2.6 depends on nvidia-cusparselt-cu12, which is newer than poetry2nix's list of
   # nvidia-*-cu12 wheels it fixes up. Like the others, the wheel ships its own
   # site-packages/nvidia/__init__.py, so two wheels would install the same file and

@@ -17,6 +17,11 @@ let
 
   instance = { config = pkgs.config or { }; };
 
+  # poetry2nix's known-build-systems.json: taken from nixpkgs unchanged into every package set.
+  buildSystems = [ "cython" "cython_0" "flit" "flit-core" "hatch-vcs" "hatchling" "pbr" "pdm-backend" "poetry-core" "setuptools" "setuptools-scm" ];
+  normalize = name: builtins.replaceStrings [ "_" "." "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ]
+    [ "-" "-" "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ] name;
+
   groupsOf = pyproject:
     if !(isPath pyproject) then throw "stand-in poetry2nix: pass `pyproject` as a path so the stand-in can read its groups (got ${typeOf pyproject})"
     else [ "main" ] ++ attrNames ((fromTOML (readFile pyproject)).tool.poetry.group or { });
@@ -47,15 +52,17 @@ let
       in
       if !(isAttrs new) then throw "stand-in poetry2nix: the override of ${name} must return an attrset"
       else { standinOverride = { package = name; sets = attrNames new; values = r.sanitize new; }; };
-    overrideAttrs = throw "stand-in poetry2nix: use overridePythonAttrs for ${name}";
+    overrideAttrs = _: throw "stand-in poetry2nix: use overridePythonAttrs for ${name}";
   };
 
   # Evaluate one overlay: which packages it overrides and with what.
-  runOverlay = python: overlay:
+  # `available`: what the real final set has besides the overlay's own names (every locked
+  # package and nixpkgs' build systems), so an override may refer to them.
+  runOverlay = python: available: overlay:
     let
       names = attrNames (overlay fakeFinal { });
       prev = listToAttrs (map (n: { name = n; value = fakePythonPackage python n; }) names);
-      fakeFinal = { inherit python; } // prev;
+      fakeFinal = { inherit python; } // listToAttrs (map (n: { name = n; value = fakePythonPackage python n; }) available) // prev;
       result = overlay fakeFinal prev;
     in
     map
@@ -68,14 +75,14 @@ let
         else result.${n}.standinOverride or (throw "stand-in poetry2nix: override ${n} did not call overridePythonAttrs"))
       names;
 
-  overrideSummary = python: overrides:
+  overrideSummary = python: available: overrides:
     let
       list = if isList overrides then overrides else [ overrides ];
       one = o:
         if isAttrs o && o ? standinOverlays then
-          [{ defaults = true; overridden = builtins.concatLists (map (runOverlay python) o.standinOverlays); }]
+          [{ defaults = true; overridden = builtins.concatLists (map (runOverlay python available) o.standinOverlays); }]
         else if isFunction o then
-          [{ defaults = false; overridden = runOverlay python o; }]
+          [{ defaults = false; overridden = runOverlay python available o; }]
         else throw "stand-in poetry2nix: overrides must be overlays or defaultPoetryOverrides";
     in
     builtins.concatLists (map one list);
@@ -86,7 +93,9 @@ let
       summary = args // {
         groups = checkGroups' what pyproject groups;
         checkGroups = checkGroups' what pyproject checkGroups;
-        overrides = overrideSummary python overrides;
+        overrides = overrideSummary python
+          (buildSystems ++ map (p: normalize p.name) (fromTOML (readFile poetrylock)).package)
+          overrides;
       };
     in
     r.mkDrv {
