@@ -148,6 +148,7 @@ def test_service_health_and_sentiment(tiny, monkeypatch):
             r = c.post("/sentiment", json=bad)
             assert r.status_code == 422, (bad, r.text)
             assert r.json()["errors"][0]["field"] == field
+            assert "FINGPT_MAX_TEXTS" in r.json()["errors"][0]["accepted"]  # what to send
         r = c.post("/sentiment", content=b"{", headers={"content-type": "application/json"})
         assert r.status_code == 422
         m = c.get("/metrics").text
