@@ -2,7 +2,8 @@
 # Entry point on a fresh Debian 12 machine: bootstrap what is missing, then run the command.
 #   ./fx up            build what is missing, load it into Docker, start the CPU stack, wait until healthy
 #   ./fx check         the default test suite (unit + integration; not slow, not gpu)
-#   ./fx bench | bench-stack   the benchmarks (builder vs Dockerfiles; the running stack)
+#   ./fx check-nix-real  the flake with the real nix2container/poetry2nix (after ./fx nix-seed DIR...)
+#   ./fx bench | bench-stack | bench-bsopt   the benchmarks (builder vs Dockerfiles; the running stack; bsopt)
 #   ./fx <anything>    any other fxstack command (build, load, status, logs, down, test, specs ...)
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
@@ -11,10 +12,14 @@ case "${1:-}" in check*) export FX_WITH_TESTS=1 ;; esac
 export PATH="$root/.venv/bin:$PATH"
 cd "$root"
 case "${1:-}" in
-  check) shift; exec "$root/.venv/bin/python" -m pytest -m "not slow and not gpu" "$@" ;;
+  # Under check, a test whose prerequisite is missing fails rather than skips (tests/conftest.py).
+  check) shift; FX_CHECK_STRICT=1 exec "$root/.venv/bin/python" -m pytest -m "not slow and not gpu" "$@" ;;
   check-slow) shift; exec "$root/.venv/bin/python" -m pytest -m "slow" "$@" ;;
   check-gpu) shift; exec "$root/.venv/bin/python" -m pytest -m "gpu" "$@" ;;
+  check-nix-real) shift; exec "$root/.venv/bin/python" -m pytest -m nixreal tests/nix "$@" ;;
+  nix-seed) shift; exec "$root/.venv/bin/python" "$root/tests/nix/realinputs.py" seed "$@" ;;
   bench) shift; exec "$root/.venv/bin/python" "$root/bench/bench.py" "$@" ;;
   bench-stack) shift; exec "$root/.venv/bin/python" "$root/bench/stack_bench.py" "$@" ;;
+  bench-bsopt) shift; exec "$root/.venv/bin/python" "$root/bench/bsopt_bench.py" "$@" ;;
   *) exec "$root/.venv/bin/fxstack" "$@" ;;
 esac

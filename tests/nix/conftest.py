@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 import fxnix
+import realinputs
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +30,33 @@ def specs(snapshot) -> dict:
 def repo_copy(tmp_path, snapshot):
     """A copy of the snapshot, to edit."""
     return fxnix.copy_repo(tmp_path / "repo", snapshot)
+
+
+def _nixreal_selected(config) -> bool:
+    """Whether the -m expression of this run lets nixreal tests in."""
+    expr = config.getoption("markexpr", "") or ""
+    if not expr:
+        return True
+    try:
+        from _pytest.mark.expression import Expression
+        return Expression.compile(expr).evaluate(lambda name: name == "nixreal")
+    except Exception:
+        return "nixreal" in expr
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """One line on the nixreal tier whenever it could have run: what it measured, or that it
+    did not run and why (never a silent pass)."""
+    if not _nixreal_selected(config):
+        return
+    stash = config.stash
+    if realinputs.OUTPUTS_KEY in stash:
+        ok, total = stash[realinputs.OUTPUTS_KEY]
+        terminalreporter.write_line(f"nixreal: {ok}/{total} outputs instantiate")
+        if realinputs.WHEELS_KEY in stash:
+            n, bad = stash[realinputs.WHEELS_KEY]
+            terminalreporter.write_line(f"nixreal: wheel selection checked for {n} locked packages, {bad} errors")
+        return
+    reason = realinputs.why_not()
+    if reason is not None:
+        terminalreporter.write_line(f"nixreal: did not run: {reason}")

@@ -218,3 +218,99 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# --- evaluating the flake with the real inputs ---------------------------------------------------
+
+SYSTEM = "x86_64-linux"
+# Output categories and how an output of each is instantiated.
+DRV_CATEGORIES = ("packages", "checks", "devShells", "legacyPackages")
+
+
+def _stash_key():
+    try:
+        import pytest
+        return pytest.StashKey[tuple]()
+    except ImportError:  # the seed command runs without pytest
+        return None
+
+
+# What the nixreal tests measured, for the summary line (tests/nix/conftest.py).
+OUTPUTS_KEY = _stash_key()   # (instantiated, total)
+WHEELS_KEY = _stash_key()    # (packages checked, problems)
+
+
+class EvalFailed(Exception):
+    pass
+
+
+class RealFlake:
+    """flake.nix in `repo`, with nix2container and poetry2nix resolved from flake.lock (the
+    store paths seeded above) and nixpkgs overridden by the stand-in tree `standin`."""
+
+    def __init__(self, repo: Path, standin: Path):
+        self.repo, self.standin = repo, standin
+        self.flags = ["--offline", "--no-write-lock-file",
+                      "--override-input", "nixpkgs", f"path:{standin}"]
+
+    def _nix(self, *args: str, timeout: int = 600) -> str:
+        proc = subprocess.run([NIX, *args[:1], *self.flags, *args[1:]], cwd=self.repo,
+                              capture_output=True, text=True, env=nix_env(), timeout=timeout)
+        if proc.returncode != 0:
+            err = "\n".join(l for l in proc.stderr.splitlines()
+                            if not l.startswith(("warning: not writing", "• Updated input", "    '", "  → ")))
+            raise EvalFailed(err.strip())
+        return proc.stdout
+
+    def eval_json(self, attr: str, apply: str | None = None):
+        args = ["eval", "--json", f".#{attr}"]
+        if apply:
+            args += ["--apply", apply]
+        return json.loads(self._nix(*args))
+
+    def outputs(self) -> dict[str, str]:
+        """Every output as `name -> installable` (apps: their program, which instantiates the
+        script): packages, checks, the devShell, the formatter, legacyPackages' derivations
+        (stack-scripts one by one) and apps."""
+        out = {}
+        for cat in ("packages", "checks", "devShells"):
+            for n in self.eval_json(f"{cat}.{SYSTEM}", "builtins.attrNames"):
+                out[f"{cat}.{n}"] = f".#{cat}.{SYSTEM}.{n}"
+        out["formatter"] = f".#formatter.{SYSTEM}"
+        legacy = self.eval_json(f"legacyPackages.{SYSTEM}",
+                                "l: builtins.mapAttrs (n: v: if v ? drvPath then [] else builtins.attrNames v) l")
+        for n, sub in legacy.items():
+            for key in ([n] if not sub else [f"{n}.{s}" for s in sub]):
+                out[f"legacyPackages.{key}"] = f".#legacyPackages.{SYSTEM}.{key}"
+        for n in self.eval_json(f"apps.{SYSTEM}", "builtins.attrNames"):
+            out[f"apps.{n}"] = f"app:{n}"
+        return out
+
+    def instantiate(self, outputs: dict[str, str]) -> tuple[dict[str, str], dict[str, dict]]:
+        """Instantiate every output in one evaluation; where that fails, each one alone, to
+        say which fail. Returns (name -> error for the failures, the derivation closure)."""
+        drvs = [i for i in outputs.values() if not i.startswith("app:")]
+        apps = [i[4:] for i in outputs.values() if i.startswith("app:")]
+        try:
+            closure = json.loads(self._nix("show-derivation", "-r", *drvs))
+            self.eval_json(f"apps.{SYSTEM}", "as: builtins.mapAttrs (n: a: a.program) as")
+            return {}, closure
+        except EvalFailed:
+            pass
+        errors, closure = {}, {}
+        for name, inst in outputs.items():
+            try:
+                if inst.startswith("app:"):
+                    self.eval_json(f"apps.{SYSTEM}.{inst[4:]}.program")
+                else:
+                    closure.update(json.loads(self._nix("show-derivation", "-r", inst)))
+            except EvalFailed as e:
+                errors[name] = _first_error(str(e))
+        return errors, closure
+
+
+def _first_error(text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("error:"):
+            return line
+    return text.splitlines()[0] if text else "failed"

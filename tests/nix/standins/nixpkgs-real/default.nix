@@ -338,7 +338,8 @@ let
 
   cudaPackages_12_4 = {
     cudaVersion = "12.4";
-    cuda_cudart = unfree "cuda_cudart" "12.4.127" // { };
+    # nixpkgs' CUDA redist packages split their outputs: the shared libraries are in `lib`.
+    cuda_cudart = pkg "cuda_cudart" "12.4.127" { meta.license = lib.licenses.unfree; outputs = [ "out" "dev" "lib" "static" "stubs" ]; };
     libcublas = unfree "libcublas" "12.4.5.8";
     cudnn = unfree "cudnn" "9.3.0.75";
     nccl = unfree "nccl" "2.21.5";
@@ -353,7 +354,7 @@ let
   pkgsSet = simple [
     "tini" "bash" "bashInteractive" "coreutils" "curl" "jq" "sqlite" "patchutils" "redis" "prometheus"
     "prometheus-statsd-exporter" "prometheus-redis-exporter" "grafana" "docker-compose" "nixfmt-rfc-style"
-    "yj" "pkg-config" "cmake" "swig" "jdk" "gfortran" "meson" "ninja" "autoconf" "automake" "libtool"
+    "chromium" "yj" "pkg-config" "cmake" "swig" "jdk" "gfortran" "meson" "ninja" "autoconf" "automake" "libtool"
     "openblasCompat" "libjpeg" "libtiff" "libwebp" "tcl" "lcms2" "libxcrypt" "libyaml" "libpng" "freetype" "sentencepiece" "gperftools" "qhull" "which" "abseil-cpp" "re2" "c-ares" "openssl_3" "zlib" "openssl" "libffi" "gcc" "git" "nix" "shellcheck" "rustc" "cargo"
   ] // {
     inherit lib stdenv config mkDerivation runCommand runCommandWith writeTextFile writeText writeScript
