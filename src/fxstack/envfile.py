@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 import os
 import secrets
 import string
 from pathlib import Path
+from typing import Callable
+
+from .errors import FxError
 
 # Keys `up` makes sure exist. Values are generated only when the key is absent: an existing
 # compose/.env keeps every value it has (the user may have set them by hand).
@@ -18,6 +23,12 @@ SECRET_KEYS = (
     "AIRFLOW_ADMIN_PASSWORD",
     "AIRFLOW_SECRET_KEY",
     "GRAFANA_ADMIN_PASSWORD",
+    # Redis ACL users, one per client (default user off): Airflow (Celery broker + Feast writes),
+    # the inference API (Feast reads), the exporter, and the health check's PING.
+    "REDIS_AIRFLOW_PASSWORD",
+    "REDIS_API_PASSWORD",
+    "REDIS_EXPORTER_PASSWORD",
+    "REDIS_PROBE_PASSWORD",
 )
 PLAIN_DEFAULTS = {
     "AIRFLOW_ADMIN_USER": "admin",
@@ -102,3 +113,80 @@ def ensure_env_file(path: Path) -> tuple[bool, list[str]]:
             for key in add:
                 fh.write(f"{key}={wanted[key]}\n")
     return False, add
+
+
+# ---------------------------------------------------------------- secrets as files
+# What the containers read: one file per secret and consumer under the secrets directory,
+# mounted by Compose's `secrets:` at /run/secrets/<name> (docker-compose.yml names them), so no
+# password is in any container's environment (`docker inspect`) or command line. compose/.env
+# stays the one place a user sets a value; the files are derived from it on every `up`.
+# A file holds the bare value, with no trailing newline: Airflow's `*_CMD` options use a
+# command's output as it is, and a newline would end up in the database name.
+REDIS_ACL_USERS = {
+    # user: (password key, ACL rules). Every user reaches every key (~*): Feast and Celery
+    # share the instance (db 0 and db 1); what differs is the commands.
+    "airflow": ("REDIS_AIRFLOW_PASSWORD", "~* &* +@all"),
+    "api": ("REDIS_API_PASSWORD", "~* -@all +@read +@connection"),
+    "exporter": ("REDIS_EXPORTER_PASSWORD",
+                 "~* -@all +@read +@connection +info +config|get +latency +slowlog +memory +client|list"),
+    "probe": ("REDIS_PROBE_PASSWORD", "-@all +ping"),
+}
+
+
+def redis_acl(values: dict[str, str]) -> str:
+    """A Redis ACL file: the default user off (no client gets in without a password), one user per
+    client, each password stored as its SHA-256 (Redis' `#<hex>` form), never in clear."""
+    lines = ["user default off resetkeys -@all"]
+    for user, (key, rules) in REDIS_ACL_USERS.items():
+        digest = hashlib.sha256(values[key].encode()).hexdigest()
+        lines.append(f"user {user} on #{digest} {rules}")
+    return "\n".join(lines) + "\n"
+
+
+SECRET_FILES: dict[str, Callable[[dict[str, str]], str]] = {
+    # Postgres' entrypoint reads *_FILE (images/files/postgres/fx-postgres-entrypoint)
+    "postgres_password": lambda v: v["POSTGRES_PASSWORD"],
+    "postgres_airflow_db_password": lambda v: v["AIRFLOW_DB_PASSWORD"],
+    "postgres_mlflow_db_password": lambda v: v["MLFLOW_DB_PASSWORD"],
+    # Redis reads its users from an ACL file; the health check's PING logs in as `probe`
+    "redis_users_acl": redis_acl,
+    "redis_probe_password": lambda v: v["REDIS_PROBE_PASSWORD"],
+    # Airflow: AIRFLOW__<SECTION>__<KEY>_CMD = cat /run/secrets/<file>
+    "airflow_sql_alchemy_conn":
+        lambda v: f"postgresql+psycopg2://airflow:{v['AIRFLOW_DB_PASSWORD']}@postgres:5432/airflow",
+    "airflow_result_backend":
+        lambda v: f"db+postgresql://airflow:{v['AIRFLOW_DB_PASSWORD']}@postgres:5432/airflow",
+    "airflow_broker_url": lambda v: f"redis://airflow:{v['REDIS_AIRFLOW_PASSWORD']}@redis:6379/1",
+    "airflow_fernet_key": lambda v: v["AIRFLOW_FERNET_KEY"],
+    "airflow_secret_key": lambda v: v["AIRFLOW_SECRET_KEY"],
+    "airflow_admin_password": lambda v: v["AIRFLOW_ADMIN_PASSWORD"],
+    # Feast's Redis online store in the worker (REDIS_PASSWORD_FILE, fxservices.common.config)
+    "airflow_redis_password": lambda v: v["REDIS_AIRFLOW_PASSWORD"],
+    # MLflow: MLFLOW_BACKEND_STORE_URI_FILE (fxservices.mlflow_server)
+    "mlflow_backend_store_uri":
+        lambda v: f"postgresql://mlflow:{v['MLFLOW_DB_PASSWORD']}@postgres:5432/mlflow",
+    # the inference API's Feast reads
+    "api_redis_password": lambda v: v["REDIS_API_PASSWORD"],
+    # redis-exporter 1.45: REDIS_PASSWORD_FILE is a JSON map {REDIS_ADDR as written: password}
+    "exporter_redis_password": lambda v: json.dumps({"redis://redis:6379": v["REDIS_EXPORTER_PASSWORD"]}),
+    # Grafana reads GF_<SECTION>_<KEY>__FILE
+    "grafana_admin_password": lambda v: v["GRAFANA_ADMIN_PASSWORD"],
+}
+
+
+def secret_files(values: dict[str, str], names: list[str] | None = None) -> dict[str, bytes]:
+    """{file name: content} for the named secret files (default: all), from compose/.env's values."""
+    files: dict[str, bytes] = {}
+    for name in SECRET_FILES if names is None else names:
+        try:
+            content = SECRET_FILES[name](values)
+        except KeyError as exc:
+            content = ""
+            missing = exc.args[0]
+        else:
+            missing = None if content else name
+        if missing or not content:
+            raise FxError(f"no value for {missing or name} (secret file {name})",
+                          hint="`fxstack up` writes missing secrets to compose/.env; or set them there by hand")
+        files[name] = content.encode()
+    return files

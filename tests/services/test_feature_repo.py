@@ -16,20 +16,34 @@ def test_feature_store_yaml_takes_its_settings_from_the_environment(monkeypatch,
     assert store.config.project == "fx"
     assert store.config.registry.path == f"{tmp_path}/feast/registry.db"
     assert store.config.online_store.type == "redis"
-    assert store.config.online_store.connection_string == "redis.example:6390"
+    assert store.config.online_store.connection_string == "redis.example:6390,username=,password="
     assert store.config.offline_store.type == "file"
 
 
 def test_unset_variables_get_the_contract_defaults(monkeypatch):
     from fxservices.feature_repo.store import load_config
 
-    for name in ("FX_DATA_DIR", "REDIS_HOST", "REDIS_PORT"):
+    for name in ("FX_DATA_DIR", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD",
+                 "REDIS_PASSWORD_FILE"):
         monkeypatch.delenv(name, raising=False)
     config = load_config()
     assert config.project == "fx"
     assert config.registry.path == "/data/feast/registry.db"
     assert config.registry.cache_ttl_seconds == 30
-    assert config.online_store.connection_string == "redis:6379"
+    # no login: empty username and password, which redis-py takes as "no AUTH"
+    assert config.online_store.connection_string == "redis:6379,username=,password="
+
+
+def test_the_redis_login_comes_from_a_secret_file(monkeypatch, tmp_path):
+    from fxservices.feature_repo.store import load_config
+
+    secret = tmp_path / "api_redis_password"
+    secret.write_text("Zq8v3kP0mW7xT2yL\n")
+    monkeypatch.setenv("REDIS_USERNAME", "api")
+    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
+    monkeypatch.setenv("REDIS_PASSWORD_FILE", str(secret))
+    config = load_config()
+    assert config.online_store.connection_string.endswith(",username=api,password=Zq8v3kP0mW7xT2yL")
 
 
 def test_feast_repo_path_must_hold_feature_store_yaml(monkeypatch, tmp_path):

@@ -21,7 +21,8 @@ def test_command_line_from_environment(monkeypatch):
     assert cmd[0].endswith("mlflow") and cmd[1] == "server"
     args = dict(zip(cmd[2::1], cmd[3::1]))
     assert args["--host"] == "0.0.0.0" and args["--port"] == "5000"
-    assert args["--backend-store-uri"] == "postgresql://mlflow:pw@postgres:5432/mlflow"
+    # the URI (with its password) goes to `mlflow server` in its environment: `ps` shows argv
+    assert "--backend-store-uri" not in cmd and not any("pw@" in c for c in cmd)
     assert args["--artifacts-destination"] == "/data/mlflow-artifacts"
     assert args["--default-artifact-root"] == "mlflow-artifacts:/"
     assert "--serve-artifacts" in cmd
@@ -39,6 +40,23 @@ def test_no_metrics_flag_without_the_exporter(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_flask_exporter", None)  # import blocked
     cmd = build_command()
     assert "--expose-prometheus" not in cmd and "--serve-artifacts" in cmd
+
+
+@pytest.mark.unit
+def test_backend_store_uri_from_a_secret_file(monkeypatch, tmp_path):
+    from fxservices.mlflow_server.__main__ import backend_store_uri
+
+    secret = tmp_path / "mlflow_backend_store_uri"
+    secret.write_text("postgresql://mlflow:s3cret@postgres:5432/mlflow")
+    monkeypatch.delenv("MLFLOW_BACKEND_STORE_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI_FILE", str(secret))
+    assert backend_store_uri() == "postgresql://mlflow:s3cret@postgres:5432/mlflow"
+    monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI_FILE", str(tmp_path / "absent"))
+    env = service_env(MLFLOW_BACKEND_STORE_URI_FILE=str(tmp_path / "absent"))
+    env.pop("MLFLOW_BACKEND_STORE_URI", None)
+    r = subprocess.run([sys.executable, "-m", "fxservices.mlflow_server"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "MLFLOW_BACKEND_STORE_URI_FILE=" in r.stderr and "absent" in r.stderr
 
 
 @pytest.mark.unit

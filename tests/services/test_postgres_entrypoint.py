@@ -149,6 +149,39 @@ def test_first_start_creates_roles_and_databases_then_restart_keeps_them(pg):
     assert r.returncode == 0 and r.stdout.strip() == "42"
 
 
+def test_passwords_from_files_with_none_in_the_environment(pg):
+    """Compose secrets: each *_FILE names a file; the values never enter the environment."""
+    user = _postgres_user()
+    env = {}
+    for name, value in PASSWORDS.items():
+        path = pg["root"] / f"{name.lower()}.secret"
+        path.write_text(value)  # as fxstack writes them: no trailing newline
+        os.chmod(path, 0o600)
+        if os.getuid() == 0:
+            os.chown(path, user.pw_uid, user.pw_gid)
+        env[f"{name}_FILE"] = str(path)
+    proc, port, log = pg["start"](env)
+    assert "setup complete" in log.read_text()
+    r = psql(port, "mlflow", PASSWORDS["MLFLOW_DB_PASSWORD"], "mlflow", "SELECT current_user")
+    assert r.returncode == 0 and r.stdout.strip() == "mlflow", r.stderr
+    r = psql(port, "airflow", PASSWORDS["AIRFLOW_DB_PASSWORD"], "airflow", "SELECT 1")
+    assert r.returncode == 0, r.stderr
+    # the server's own environment has no password (postgres was exec'd by the script)
+    pid = int((pg["root"] / "data" / "postmaster.pid").read_text().splitlines()[0])
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert not [e for e in environ if e.split(b"=")[0].endswith(b"PASSWORD")], environ
+    assert not any(v.encode() in b"\0".join(environ) for v in PASSWORDS.values())
+
+
+def test_a_password_file_that_cannot_be_read_is_named(pg):
+    env = dict(PASSWORDS)
+    del env["AIRFLOW_DB_PASSWORD"]
+    env["AIRFLOW_DB_PASSWORD_FILE"] = str(pg["root"] / "absent.secret")
+    proc, _, log = pg["start"](env, wait=False)
+    assert proc.wait(60) != 0
+    assert "AIRFLOW_DB_PASSWORD_FILE=" in log.read_text() and "absent.secret" in log.read_text()
+
+
 def test_missing_password_on_first_start_fails_clearly(pg):
     env = dict(PASSWORDS)
     del env["MLFLOW_DB_PASSWORD"]

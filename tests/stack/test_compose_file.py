@@ -110,11 +110,11 @@ def test_missing_images_env_tells_the_user_to_build(env_files):
     assert "fxstack build" in proc.stderr
 
 
-def test_required_variables_are_the_images_and_the_secrets():
+def test_required_variables_are_the_images_and_no_secret():
     req = set(required_vars([BASE]))
     assert set(IMAGE_VARS) <= req
-    assert {"POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_ADMIN_PASSWORD",
-            "AIRFLOW_FERNET_KEY", "AIRFLOW_SECRET_KEY"} <= req
+    # secrets reach the services as files (Compose `secrets:`), not through interpolation
+    assert not {k for k in req if "PASSWORD" in k or k.endswith("_KEY")}, req
 
 
 def test_every_long_running_service_has_a_healthcheck_without_curl(resolved):
@@ -175,25 +175,37 @@ def test_named_volumes_and_shared_data(resolved):
     assert ("mlflow-artifacts", "/data") in mounts("mlflow")
 
 
-def test_secrets_come_from_env_not_from_the_file(resolved, env_files):
-    text = BASE.read_text()
-    for key in ("PASSWORD", "FERNET_KEY", "SECRET_KEY"):
-        for line in text.splitlines():
-            if key in line and ":" in line and not line.strip().startswith("#"):
-                value = line.split(":", 1)[1]
-                if "${" not in value and "$$" not in value and "--password" not in line:
-                    assert value.strip() in ("", "|"), line
-    secrets, _ = env_files
-    from fxstack.envfile import read_env
+def test_secrets_are_files_and_no_secret_value_is_in_the_resolved_stack(resolved, env_files):
+    from fxstack.envfile import SECRET_FILES, read_env, secret_files
 
-    pw = read_env(secrets)["AIRFLOW_DB_PASSWORD"]
+    secrets, _ = env_files
+    values = read_env(secrets)
+    text = json.dumps(resolved)
+    for key, value in values.items():
+        if "PASSWORD" in key or key.endswith("_KEY"):
+            assert value not in text, f"{key}'s value is in the resolved compose configuration"
+    for content in secret_files(values).values():
+        assert content.decode() not in text
+    # every secret Compose mounts is one fxstack writes, and each is mounted somewhere
+    declared = set(resolved["secrets"])
+    mounted = {s["source"] for svc in resolved["services"].values() for s in svc.get("secrets") or []}
+    assert declared == mounted == set(SECRET_FILES), (declared ^ set(SECRET_FILES), mounted ^ declared)
+    for name, secret in resolved["secrets"].items():
+        assert secret["file"].endswith(f"/secrets/{name}"), secret
     env = resolved["services"]["airflow-scheduler"]["environment"]
-    assert pw in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:")
-    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] == "cat /run/secrets/airflow_sql_alchemy_conn"
+    assert env["AIRFLOW__CELERY__BROKER_URL_CMD"] == "cat /run/secrets/airflow_broker_url"
+    assert not any(k in env for k in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__FERNET_KEY"))
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert "basic_auth" in env["AIRFLOW__API__AUTH_BACKENDS"]
-    assert "swarm" not in text.lower() and "\nsecrets:" not in text
+    assert "swarm" not in BASE.read_text().lower()
+
+
+def test_secrets_dir_follows_the_environment(env_files, tmp_path):
+    proc = compose_config(env_files, env={"FXSTACK_SECRETS_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    files = {s["file"] for s in json.loads(proc.stdout)["secrets"].values()}
+    assert files and all(f.startswith(f"{tmp_path}/") for f in files)
 
 
 def test_grafana_is_behind_a_profile(env_files):

@@ -215,7 +215,9 @@ def test_data_and_the_served_model_survive_down_and_up(stack, docker_client, ep,
 
     def redis_cli(*args):
         c = docker_client.containers.get(states(docker_client)["redis"].container)
-        rc, out = c.exec_run(["redis-cli", "-h", "127.0.0.1", *args])
+        # Redis requires a login (ACL users): Airflow's user may read and write every key
+        rc, out = c.exec_run(["redis-cli", "--user", "airflow", "-h", "127.0.0.1", *args],
+                             environment={"REDISCLI_AUTH": env["REDIS_AIRFLOW_PASSWORD"]})
         assert rc == 0, out.decode()
         return out.decode().strip()
 

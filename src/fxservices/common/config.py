@@ -31,6 +31,37 @@ def env_str(name: str, default: Optional[str] = None, *, required: bool = False,
     raise ConfigError(msg)
 
 
+def env_secret(name: str, default: Optional[str] = None, *, required: bool = False,
+               hint: str = "") -> str:
+    """A secret: the content of the file `<name>_FILE` names (Compose secrets, /run/secrets/...),
+    else the variable `<name>` itself. A file keeps the value out of the container's environment
+    (`docker inspect` shows the path only). Surrounding whitespace is stripped."""
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE={path}: cannot read it ({exc.strerror})") from None
+        if value or not required:
+            return value or (default or "")
+        raise ConfigError(f"{name}_FILE={path} is empty" + (f": {hint}" if hint else ""))
+    return env_str(name, default, required=required, hint=hint)
+
+
+def redis_auth() -> dict:
+    """Redis login of this service as redis-py keyword arguments: REDIS_USERNAME (an ACL user) and
+    REDIS_PASSWORD(_FILE); empty when neither is set (a Redis without authentication)."""
+    auth = {}
+    username = env_str("REDIS_USERNAME", "")
+    password = env_secret("REDIS_PASSWORD", "")
+    if username:
+        auth["username"] = username
+    if password:
+        auth["password"] = password
+    return auth
+
+
 def _env_number(name: str, default, cast, kind: str, minimum, maximum):
     raw = os.environ.get(name, "").strip()
     if not raw:

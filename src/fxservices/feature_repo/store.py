@@ -5,7 +5,7 @@ import os
 import re
 from pathlib import Path
 
-from fxservices.common.config import ConfigError, default_feast_repo_path
+from fxservices.common.config import ConfigError, default_feast_repo_path, redis_auth
 
 _DEFAULTS = {"FX_DATA_DIR": "/data", "REDIS_HOST": "redis", "REDIS_PORT": "6379"}
 
@@ -21,6 +21,11 @@ def _prepare_env(path: Path) -> None:
     for name, value in _DEFAULTS.items():
         if not os.environ.get(name):
             os.environ[name] = value
+    # The Redis login for feature_store.yaml's connection string, in this process's environment
+    # only: the password comes from REDIS_PASSWORD_FILE (a Compose secret) where one is set.
+    auth = redis_auth()
+    os.environ["FX_REDIS_USERNAME"] = auth.get("username", "")
+    os.environ["FX_REDIS_PASSWORD"] = auth.get("password", "")
     lines = (path / "feature_store.yaml").read_text().splitlines()
     text = os.path.expandvars("\n".join(l for l in lines if not l.lstrip().startswith("#")))
     left = re.findall(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", text)

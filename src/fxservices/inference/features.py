@@ -52,9 +52,11 @@ class OnlineFeatures:
     def ping_redis(self) -> None:
         import redis
 
+        from fxservices.common.config import redis_auth
+
         try:
             redis.Redis(host=self.redis_host, port=self.redis_port, socket_timeout=2,
-                        socket_connect_timeout=2).ping()
+                        socket_connect_timeout=2, **redis_auth()).ping()
         except Exception as exc:
             raise FeaturesUnavailable(
                 f"the Feast online store (Redis at {self.redis_host}:{self.redis_port}) is not "

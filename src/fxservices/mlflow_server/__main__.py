@@ -1,7 +1,10 @@
 """Launcher of the MLflow tracking server + registry: `python3 -m fxservices.mlflow_server`.
 
 Reads (docs/contracts.md):
-  MLFLOW_BACKEND_STORE_URI      required, e.g. postgresql://mlflow:<pw>@postgres:5432/mlflow
+  MLFLOW_BACKEND_STORE_URI      required, e.g. postgresql://mlflow:<pw>@postgres:5432/mlflow;
+                                or MLFLOW_BACKEND_STORE_URI_FILE, a file holding it (Compose secret).
+                                Handed to `mlflow server` in its environment, never on its command
+                                line (which `ps` shows to every user of the host).
   MLFLOW_ARTIFACTS_DESTINATION  default /data/mlflow-artifacts (served by the server)
   MLFLOW_WORKERS                gunicorn workers, default 2
   MLFLOW_HOST, MLFLOW_PORT      default 0.0.0.0 and 5000
@@ -15,15 +18,21 @@ import os
 import shutil
 import sys
 
-from fxservices.common.config import ConfigError, env_int, env_str
+from fxservices.common.config import ConfigError, env_int, env_secret, env_str
 
 
-def build_command() -> list[str]:
-    """The `mlflow server` command line for the current environment (ConfigError if unusable)."""
-    backend = env_str(
+def backend_store_uri() -> str:
+    """MLFLOW_BACKEND_STORE_URI, or the content of the file MLFLOW_BACKEND_STORE_URI_FILE names."""
+    return env_secret(
         "MLFLOW_BACKEND_STORE_URI", required=True,
         hint="the MLflow server needs its backend store, e.g. "
              "postgresql://mlflow:<password>@postgres:5432/mlflow")
+
+
+def build_command() -> list[str]:
+    """The `mlflow server` command line for the current environment (ConfigError if unusable).
+    The backend store URI is not on it: `mlflow server` reads MLFLOW_BACKEND_STORE_URI itself."""
+    backend_store_uri()
     artifacts = env_str("MLFLOW_ARTIFACTS_DESTINATION", "/data/mlflow-artifacts")
     workers = env_int("MLFLOW_WORKERS", 2, minimum=1, maximum=32)
     host = env_str("MLFLOW_HOST", "0.0.0.0")
@@ -37,7 +46,6 @@ def build_command() -> list[str]:
         "--host", host,
         "--port", str(port),
         "--workers", str(workers),
-        "--backend-store-uri", backend,
         "--serve-artifacts",
         "--artifacts-destination", artifacts,
         "--default-artifact-root", "mlflow-artifacts:/",
@@ -56,6 +64,7 @@ def _redact(cmd: list[str]) -> str:
 def main() -> None:
     try:
         cmd = build_command()
+        env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store_uri()}
     except ConfigError as exc:
         print(f"fx-mlflow: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -71,7 +80,8 @@ def main() -> None:
     if "--expose-prometheus" in cmd:
         os.makedirs(cmd[cmd.index("--expose-prometheus") + 1], exist_ok=True)
     print(f"fx-mlflow: exec {_redact(cmd)}", file=sys.stderr, flush=True)
-    os.execv(cmd[0], cmd)
+    env.pop("MLFLOW_BACKEND_STORE_URI_FILE", None)
+    os.execve(cmd[0], cmd, env)
 
 
 if __name__ == "__main__":

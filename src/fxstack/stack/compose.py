@@ -39,6 +39,13 @@ def env_file() -> Path:
     return Path(env).resolve() if env else compose_dir() / ".env"
 
 
+def secrets_dir() -> Path:
+    """Where `up` writes the secret files Compose mounts: FXSTACK_SECRETS_DIR, else `secrets/`
+    next to the env file (compose/secrets for compose/.env)."""
+    env = os.environ.get("FXSTACK_SECRETS_DIR")
+    return Path(env).resolve() if env else env_file().parent / "secrets"
+
+
 def images_env_file() -> Path:
     return state_dir() / "images.env"
 
@@ -203,6 +210,7 @@ class Stack:
     def process_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.extra_env)
+        env["FXSTACK_SECRETS_DIR"] = str(secrets_dir())
         if not self.strict:
             have = self.settings()
             for var in required_vars(self.files):

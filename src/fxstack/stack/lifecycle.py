@@ -24,6 +24,7 @@ from .compose import (
     required_vars,
 )
 from ..envfile import ensure_env_file, read_env
+from .secrets import write_secret_files
 
 # What a user opens, per published service: (what it is, path, where the credentials are).
 URLS = {
@@ -299,6 +300,7 @@ def up(*, gpu: bool = False, grafana: bool = False, build: bool = True, timeout:
     elif added:
         print(f"added missing keys to {env_file()}: {', '.join(added)}", file=out)
     preflight(stack, dc, refs)
+    write_secret_files(stack, dc, out)  # Compose `secrets:` files, derived from compose/.env
     config = stack.config()
     services = list((config.get("services") or {}).keys())
     oneshots = oneshot_services(config)
