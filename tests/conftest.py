@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import time
+
 import pytest
 
 
 def docker_or_skip():
+    """The daemon, or a skip (a failure under `./fx check`, where it must be running)."""
     docker = pytest.importorskip("docker")
     try:
         client = docker.from_env(timeout=600)
@@ -33,3 +39,74 @@ def cpu_images(docker_client):
     images = builder.build()
     load_images(builder, images)
     return builder, {im.name: im for im in images}
+
+
+# ---------------------------------------------------------------- the running stack (one per session)
+# Integration tests share ONE stack per session (bring-up is expensive on 2 cores). It runs as its
+# own Compose project (`fxstack-it`), with its own secrets file and free ports on 127.0.0.1, so it
+# never touches a stack the user has running; it starts from nothing (`down --volumes` first) and
+# is removed with its volumes at the end (FXSTACK_KEEP_STACK=1 keeps it for a look).
+PORT_VARS = ("FX_AIRFLOW_PORT", "FX_MLFLOW_PORT", "FX_API_PORT", "FX_PROMETHEUS_PORT", "FX_GRAFANA_PORT",
+             "FX_FINGPT_PORT")
+
+
+def _free_port(taken: set[int] = set()) -> int:
+    """A free port below the kernel's ephemeral range (32768+), where outgoing connections
+    could take it between now and `docker-compose up`."""
+    import random
+
+    from fxstack.stack.docker_state import port_in_use
+
+    for _ in range(1000):
+        port = random.randint(20000, 32000)
+        if port not in taken and not port_in_use("127.0.0.1", port):
+            taken.add(port)
+            return port
+    raise RuntimeError("no free port in 20000-32000 on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def stack(docker_client, tmp_path_factory):
+    """The running test stack: {'up': WaitResult, 'project': name, 'env_file': path}."""
+    from fxstack.paths import state_dir
+    from fxstack.stack import lifecycle
+
+    saved = {k: os.environ.get(k) for k in ("FXSTACK_PROJECT", "FXSTACK_ENV_FILE", *PORT_VARS)}
+    env_file = tmp_path_factory.mktemp("stack") / "secrets.env"
+    # A hand-set admin password that starts with '-': `up` keeps it and appends the other keys.
+    # The e2e test logs into Airflow's API with it, so airflow-init must have passed it through
+    # as a value, not an option (a generated one that started with '-' once broke CI).
+    env_file.write_text("AIRFLOW_ADMIN_PASSWORD=-dash-first-Zq8v3kP0mW7xT2yL5nB9\n")
+    env_file.chmod(0o600)
+    os.environ["FXSTACK_PROJECT"] = os.environ.get("FXSTACK_TEST_PROJECT", "fxstack-it")
+    os.environ["FXSTACK_ENV_FILE"] = str(env_file)
+    for var in PORT_VARS:
+        os.environ[var] = str(_free_port())
+    build = os.environ.get("FXSTACK_TEST_NO_BUILD") != "1"
+    try:
+        lifecycle.down(volumes=True, out=sys.stderr)  # from nothing
+        t0 = time.monotonic()
+        result = lifecycle.up(build=build, timeout=float(os.environ.get("FXSTACK_TEST_UP_TIMEOUT", "900")),
+                              out=sys.stderr)
+        record = {"images_loaded_to_all_healthy_s": round(result.seconds, 1),
+                  "up_including_image_check_s": round(time.monotonic() - t0, 1),
+                  "per_service_ready_s": {k: round(v, 1) for k, v in sorted(result.became_ready.items())},
+                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            state_dir().mkdir(parents=True, exist_ok=True)
+            (state_dir() / "stack-timings.json").write_text(json.dumps(record, indent=2) + "\n")
+        except OSError:
+            pass
+        print(f"\nstack up: {json.dumps(record)}", file=sys.stderr)
+        yield {"up": result, "project": os.environ["FXSTACK_PROJECT"], "env_file": env_file, "timings": record}
+    finally:
+        if os.environ.get("FXSTACK_KEEP_STACK") != "1":
+            try:
+                lifecycle.down(volumes=True, out=sys.stderr)
+            except Exception as exc:  # teardown must not hide the test result
+                print(f"teardown: {exc}", file=sys.stderr)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
