@@ -156,6 +156,7 @@ else rec {
   prometheus-statsd-exporter = pkg "prometheus-statsd-exporter" "statsd_exporter" "0.26.1" { };
   prometheus-redis-exporter = pkg "prometheus-redis-exporter" "redis_exporter" "1.65.0" { };
   grafana = pkg "grafana" "grafana" "11.3.0" { };
+  chromium = pkg "chromium" "chromium" "130.0.6723.69" { };
   poetry = pkg "poetry" "poetry" "1.8.4" { };
   docker-compose = pkg "docker-compose" "docker-compose" "2.29.7" { };
   skopeo = pkg "skopeo" "skopeo" "1.16.1" { };
