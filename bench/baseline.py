@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from fxstack.image.builder import Builder
-from fxstack.image.debian import DebianLock, RootfsRecipe, build_rootfs
+from fxstack.image.debian import RootfsBuilder, RootfsRecipe
+from fxstack.image.debian_lock import DebianLock
 from fxstack.lock.poetry_lock import export_requirements  # noqa: F401 (used by bench.py)
 from fxstack.specs import ImageSpec
 
@@ -26,8 +27,10 @@ def base_image(builder: Builder, work: Path) -> str:
     spec = builder.specs["fx-base"]
     recipe = RootfsRecipe(tuple(spec.packages["debian"]) + ("python3-pip",), spec.user, spec.uid,
                           owned_dirs=("/data",), root_dirs=("/app",))
-    record = build_rootfs(recipe, builder.store, builder.rootfs_cache, DebianLock(work / "debian.lock"),
-                          update_lock=False, log=builder.log)
+    # Its own lock (the baseline's package set is not one of ours), resolved on first use.
+    rootfs = RootfsBuilder(builder.store, builder.rootfs_cache, DebianLock(work / "debian.lock"),
+                           builder.rootfs.cache_root, log=builder.log)
+    record = rootfs.build(recipe)
     tag = f"fxbench/debian-pip:{record['digest'][7:19]}"
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
         with open(builder.store.path(record["digest"]), "rb") as f:

@@ -1,4 +1,7 @@
-"""Fixtures shared by every tier: the Docker daemon and the CPU images built by fxstack."""
+"""Fixtures shared by every tier: the Docker daemon and the CPU images built by fxstack.
+
+The tiers' own rules (a tier per test, no server in a unit test, no skip under `./fx check`,
+the per-tier summary) are in tier_rules.py; importing its hooks here registers them."""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ import sys
 import time
 
 import pytest
+from tier_rules import (  # noqa: F401
+    _unit_tests_start_no_server, pytest_collection_modifyitems, pytest_collectreport,
+    pytest_runtest_makereport, pytest_terminal_summary)
 
 
 def docker_or_skip():

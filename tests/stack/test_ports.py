@@ -11,6 +11,8 @@ from fxstack.stack.docker_state import (describe_conflicts, free_port, port_conf
                                           port_in_use)
 
 pytestmark = pytest.mark.unit
+# The tests that hold a listening socket on 127.0.0.1 are integration tests (a server, however small).
+real_listener = pytest.mark.integration
 
 
 @pytest.fixture
@@ -22,6 +24,7 @@ def listener():
     s.close()
 
 
+@real_listener
 def test_a_listening_socket_is_detected(listener):
     assert port_in_use("127.0.0.1", listener)
 
@@ -30,6 +33,7 @@ def test_a_free_port_is_not_reported():
     assert not port_in_use("127.0.0.1", free_port())
 
 
+@real_listener
 def test_conflict_names_service_port_and_variable(listener):
     ports = [PublishedPort("fastapi", "127.0.0.1", "FX_API_PORT", 8000, 8000),
              PublishedPort("mlflow", "127.0.0.1", "FX_MLFLOW_PORT", 5000, 5000)]
@@ -40,11 +44,13 @@ def test_conflict_names_service_port_and_variable(listener):
     assert f"127.0.0.1:{listener}" in text and "fastapi" in text and "FX_API_PORT" in text
 
 
+@real_listener
 def test_ports_held_by_our_own_running_stack_are_not_conflicts(listener):
     ports = [PublishedPort("fastapi", "127.0.0.1", "FX_API_PORT", 8000, 8000)]
     assert port_conflicts(ports, {"FX_API_PORT": str(listener)}, ours={listener}) == []
 
 
+@real_listener
 def test_default_used_when_variable_unset(listener):
     ports = [PublishedPort("fastapi", "127.0.0.1", "FX_API_PORT", listener, 8000)]
     assert port_conflicts(ports, {}) and port_conflicts(ports, {"FX_API_PORT": ""})

@@ -282,10 +282,10 @@ def test_up_refuses_a_port_another_projects_container_publishes(stack, docker_cl
     from fxstack.errors import FxError
     from fxstack.stack.compose import images_env_file
 
-    from .conftest import _free_port
+    from fxstack.stack.docker_state import free_port
 
     redis_ref = read_env(images_env_file())["REDIS_IMAGE"]
-    port = _free_port()
+    port = free_port()
     other = docker_client.containers.run(
         redis_ref, detach=True, ports={"6379/tcp": ("127.0.0.1", port)},
         labels={"com.docker.compose.project": "someone-else"})

@@ -14,7 +14,8 @@ from ..lock.poetry_lock import LockedFile, PoetryLock
 from ..paths import repo_root, state_dir
 from ..specs import ImageSpec, load_specs
 from . import oci
-from .debian import DebianLock, RootfsRecipe, build_rootfs
+from .debian import RootfsBuilder, RootfsRecipe
+from .debian_lock import DebianLock
 from .layers import group_by_users, layers_for
 from .settings import BUILDER_VERSION, MAX_LAYERS, TREE_VERSION
 from .store import BlobStore, KeyedCache, inputs_key, state_lock
@@ -60,6 +61,9 @@ class Builder:
     state: Path = field(default_factory=state_dir)
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
     update_debian_lock: bool = False
+    # --frozen / FXSTACK_FROZEN=1: a Debian lock that no longer installs stops the build
+    # instead of being re-resolved and rewritten.
+    frozen: bool = field(default_factory=lambda: os.environ.get("FXSTACK_FROZEN", "") not in ("", "0"))
     compile_bytecode: bool = True
     cache: Path | None = None
 
@@ -74,6 +78,8 @@ class Builder:
         self.layer_cache = KeyedCache(cache / "layers")
         self.rootfs_cache = KeyedCache(cache / "rootfs")
         self.debian_lock = DebianLock(self.root / "images" / "debian.lock")
+        self.rootfs = RootfsBuilder(self.store, self.rootfs_cache, self.debian_lock, cache,
+                                    frozen=self.frozen, update_lock=self.update_debian_lock, log=self.log)
 
     # -- selection ------------------------------------------------------------------
 
@@ -165,8 +171,7 @@ class Builder:
         for spec in chosen:
             started = time.monotonic()
             self.log(f"{spec.name}: building")
-            rootfs = build_rootfs(self._recipe(spec), self.store, self.rootfs_cache, self.debian_lock,
-                                  update_lock=self.update_debian_lock, log=self.log)
+            rootfs = self.rootfs.build(self._recipe(spec))
             layers = [oci.Layer(rootfs["digest"], rootfs["size"],
                                 "debian: " + " ".join(spec.packages.get("debian", ())))]
             cached = 0
@@ -185,6 +190,8 @@ class Builder:
             self.log(f"{spec.name}: {image.ref}  {len(layers)} layers  {image.size / 1e6:.1f} MB"
                      f"  ({image.seconds:.1f}s)")
         oci.update_index(self.store, refs)
+        if notice := self.rootfs.updates_notice():
+            self.log(notice)
         self._hint_gc()
         return built
 

@@ -16,7 +16,8 @@ def _print_summary(images) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    builder = Builder(update_debian_lock=args.update_debian_lock, compile_bytecode=not args.no_bytecode)
+    builder = Builder(update_debian_lock=args.update_debian_lock, compile_bytecode=not args.no_bytecode,
+                      **({"frozen": True} if args.frozen else {}))
     images = builder.build(args.images or None, include_gpu=args.gpu)
     if args.load:
         load_images(builder, images)
@@ -39,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--load", action="store_true", help="load the built images into Docker")
     p.add_argument("--update-debian-lock", action="store_true",
                    help="resolve Debian packages afresh and rewrite images/debian.lock")
+    p.add_argument("--frozen", action="store_true",
+                   help="fail, rather than re-resolve and rewrite images/debian.lock, when a locked Debian "
+                        "package can no longer be installed (also FXSTACK_FROZEN=1)")
     p.add_argument("--no-bytecode", action="store_true", help="ship no .pyc files")
     p.set_defaults(func=_cmd_build)
     p = sub.add_parser("load", help="build what is missing and load images into Docker (only missing layers)")

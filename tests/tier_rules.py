@@ -1,0 +1,90 @@
+"""The rules of the test tiers, imported by tests/conftest.py: every test has a tier, unit tests
+start no server, and under `./fx check` (FX_CHECK_STRICT=1) a missing prerequisite fails
+instead of skipping. The run ends with one line per tier."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+TIERS = ("gpu", "slow", "nixreal", "security", "integration", "unit")
+# Tiers that may legitimately not run on a machine (no GPU, no seeded Nix inputs); their
+# skips say why in the summary instead of failing the run.
+OPTIONAL_TIERS = ("gpu", "nixreal")
+
+
+def strict() -> bool:
+    return os.environ.get("FX_CHECK_STRICT", "") not in ("", "0")
+
+
+def tier_of(keywords) -> str:
+    return next((t for t in TIERS if t in keywords), "untiered")
+
+
+def _reason(report) -> str:
+    return report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+
+
+def pytest_collection_modifyitems(config, items):
+    untiered = [i.nodeid for i in items if tier_of(i.keywords) == "untiered"]
+    if untiered:
+        raise pytest.UsageError("tests without a tier marker (unit, integration, security, slow, gpu, "
+                                "nixreal): " + ", ".join(untiered[:10]))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_server(request, monkeypatch):
+    """A test that listens on a socket is an integration test: a unit test that tries fails here."""
+    if tier_of(request.node.keywords) != "unit":
+        return
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} is marked unit but starts a server (listens on a "
+                             "socket): mark it integration")
+
+    monkeypatch.setattr(socket.socket, "listen", refuse)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if (strict() and report.skipped and not hasattr(report, "wasxfail")
+            and tier_of(item.keywords) not in OPTIONAL_TIERS):
+        report.outcome = "failed"
+        report.longrepr = (f"a prerequisite is missing, and `./fx check` does not skip: {_reason(report)}\n"
+                           "(scripts/bootstrap.sh installs and starts what the tiers need)")
+
+
+def pytest_collectreport(report):
+    if strict() and report.skipped and "nixreal" not in str(report.longrepr):
+        report.outcome = "failed"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line per tier: `unit: 312 passed`, with failures and skips (and their reasons) named."""
+    counts: dict[str, dict[str, int]] = {}
+    skipped: dict[str, list[str]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if outcome == "passed" and getattr(report, "when", "call") != "call":
+                continue
+            keywords = getattr(report, "keywords", None) or (
+                ("nixreal",) if "nixreal" in str(getattr(report, "longrepr", "")) else ())
+            tier = tier_of(keywords)
+            counts.setdefault(tier, {}).setdefault(outcome, 0)
+            counts[tier][outcome] += 1
+            if outcome == "skipped":
+                skipped.setdefault(tier, []).append(f"{getattr(report, 'nodeid', '?')}: {_reason(report)}")
+    if not counts:
+        return
+    terminalreporter.section("tiers")
+    for tier in TIERS + ("untiered",):
+        if tier not in counts:
+            continue
+        parts = [f"{n} {o}" for o in ("passed", "failed", "error", "skipped") if (n := counts[tier].get(o))]
+        terminalreporter.write_line(f"{tier}: {', '.join(parts)}")
+        for line in skipped.get(tier, [])[:5]:
+            terminalreporter.write_line(f"  skipped {line}")
