@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from ..errors import FxError
 from ..lock.poetry_lock import LockedFile
 from ..lock.target import platforms
-from .settings import INTERPRETER, SCRIPTS, SITE_PACKAGES, TREE_VERSION
+from .settings import INTERPRETER, SCRIPTS, SITE_PACKAGES, SOURCE_DATE_EPOCH, TREE_VERSION
 from .store import sha256_file
 
 
@@ -100,7 +100,7 @@ def build_pure_wheel(sdist: Path, f: LockedFile, out_root: Path, log: Callable[[
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
                                "--wheel-dir", str(Path(tmp) / "out"), str(sdist)],
                               capture_output=True, text=True,
-                              env={**os.environ, "SOURCE_DATE_EPOCH": "1747699200"})
+                              env={**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)})
         wheels = list((Path(tmp) / "out").glob("*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:
             raise FxError(f"building a wheel from {f.filename} failed:\n{proc.stdout[-1500:]}",
