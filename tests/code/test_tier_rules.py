@@ -1,0 +1,70 @@
+"""`./fx check` cannot pass by skipping: the tier rules of tests/tier_rules.py, run for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def run_pytest(tmp_path: Path, body: str, strict: bool, **env: str) -> subprocess.CompletedProcess:
+    (tmp_path / "conftest.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nfrom tier_rules import *  # noqa\n"
+        "from tier_rules import _unit_tests_start_no_server  # noqa\n")
+    (tmp_path / "test_demo.py").write_text(body)
+    environment = {**os.environ, "FX_CHECK_STRICT": "1" if strict else "", **env}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                           "--rootdir", str(tmp_path), str(tmp_path)],
+                          capture_output=True, text=True, env=environment, cwd=tmp_path)
+
+
+SKIPPING = """
+import pytest
+pytestmark = pytest.mark.integration
+def test_needs_a_daemon():
+    pytest.skip("Docker daemon unreachable")
+def test_fine():
+    pass
+"""
+
+
+def test_a_skip_is_a_skip_outside_check_and_a_failure_under_it(tmp_path):
+    relaxed = run_pytest(tmp_path, SKIPPING, strict=False)
+    assert relaxed.returncode == 0, relaxed.stdout
+    assert "integration: 1 passed, 1 skipped" in relaxed.stdout
+    assert "skipped test_demo.py::test_needs_a_daemon: Skipped: Docker daemon unreachable" in relaxed.stdout
+    strict = run_pytest(tmp_path, SKIPPING, strict=True)
+    assert strict.returncode == 1, strict.stdout
+    assert "integration: 1 passed, 1 failed" in strict.stdout
+    assert "a prerequisite is missing" in strict.stdout
+
+
+def test_a_test_without_a_tier_is_refused(tmp_path):
+    out = run_pytest(tmp_path, "def test_nothing():\n    pass\n", strict=False)
+    assert out.returncode != 0 and "without a tier marker" in out.stdout + out.stderr
+
+
+def test_a_unit_test_that_starts_a_server_fails(tmp_path):
+    body = ("import socket, pytest\npytestmark = pytest.mark.unit\n"
+            "def test_serves():\n    s = socket.socket()\n    s.bind(('127.0.0.1', 0))\n    s.listen(1)\n")
+    out = run_pytest(tmp_path, body, strict=False)
+    assert out.returncode == 1 and "starts a server" in out.stdout
+
+
+def test_with_the_daemon_stopped_the_real_integration_tests_fail(tmp_path):
+    """The real fixture (tests/conftest.py's docker_client) against a daemon that is not there."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                          str(TESTS / "stack" / "test_failure_reports.py")],
+                         capture_output=True, text=True, cwd=TESTS.parent,
+                         env={**os.environ, "FX_CHECK_STRICT": "1",
+                              "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"})
+    assert out.returncode == 1, out.stdout[-2000:]
+    assert "failed" in out.stdout and "Docker daemon unreachable" in out.stdout
+    assert "integration: 3 failed" in out.stdout or "integration: 3 error" in out.stdout, out.stdout[-1500:]
