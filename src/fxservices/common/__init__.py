@@ -6,8 +6,7 @@ from fxservices.common.config import (  # noqa: F401
     env_float,
     env_int,
     env_list,
-    env_path,
     env_str,
     normalize_pair,
 )
-from fxservices.common.logs import get_logger, setup_logging  # noqa: F401
+from fxservices.common.logs import setup_logging  # noqa: F401

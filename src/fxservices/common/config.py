@@ -103,17 +103,6 @@ def env_list(name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
     return items or tuple(default)
 
 
-def env_path(name: str, default: Optional[str] = None, *, required: bool = False,
-             must_exist: bool = False, kind: str = "path", hint: str = "") -> Path:
-    path = Path(env_str(name, default, required=required, hint=hint))
-    if must_exist and not path.exists():
-        msg = f"{name}={path}: {kind} does not exist"
-        if hint:
-            msg += f" ({hint})"
-        raise ConfigError(msg)
-    return path
-
-
 def normalize_pair(pair: str) -> str:
     return pair.strip().upper().replace("/", "_")
 

@@ -17,7 +17,3 @@ def setup_logging(level: str | None = None) -> None:
         handler._fx_handler = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(getattr(logging, level_name, logging.INFO))
-
-
-def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger(name)

@@ -251,6 +251,3 @@ class ModelCache:
         """True while the last alias check is younger than the TTL (get() will not block);
         with nothing loaded and MLflow unreachable, younger than RETRY_UNREACHABLE_SECONDS."""
         return time.monotonic() - self._checked_at < self._interval()
-
-    def invalidate(self) -> None:
-        self._checked_at = 0.0

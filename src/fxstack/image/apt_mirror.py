@@ -68,7 +68,6 @@ class AptMirror:
     """apt over one set of sources, with its state in `cache_root/apt/<hash of the sources>`."""
 
     def __init__(self, cache_root: Path, sources: str, suffix: str, log: Callable[[str], None]):
-        self.sources_text = sources
         self.dir = cache_root / "apt" / hashlib.sha256(sources.encode()).hexdigest()[:16]
         self.log = log
         self.sources_file = self.dir / "etc" / f"mirror{suffix}"

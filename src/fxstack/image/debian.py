@@ -49,7 +49,6 @@ IMAGE_SOURCES = ("deb http://deb.debian.org/debian bookworm main\\n"
                  "deb http://deb.debian.org/debian-security bookworm-security main\\n")
 # Bump when the way a root filesystem is made changes (cache keys only).
 ROOTFS_VERSION = "locked-repo-1"
-LOCK_FILE = "images/debian.lock"
 
 
 @dataclass(frozen=True)
