@@ -123,6 +123,8 @@ def main() -> int:
     ours.update(drift_cost(work, pristine))
     log(f"   re-resolve adds {ours['drift_resolve_adds_s']:.1f}s")
     if args.only_drift:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True))
         print(json.dumps({k: round(v, 1) for k, v in ours.items()}, indent=1))
         return 0
 
