@@ -177,7 +177,7 @@ class RootfsBuilder:
         """{digest, size, packages} of the root filesystem layer, from the lock."""
         key = recipe.lock_key
         entry = self.lock.entry(key)
-        if entry is None or self.update_lock:
+        if entry is None or (self.update_lock and key not in self.built):
             if entry is None and self.frozen:
                 raise FxError("no entry for this package set, and --frozen forbids resolving one",
                               where=self._where(recipe),
