@@ -18,6 +18,8 @@ APT_PACKAGES=(
   redis-server=5:7.0.15-1~deb12u10
   wrk=4.1.0-3+b2
   binutils=2.40-2
+  # bsopt's scraper tests drive Debian's Chromium on the host too (the image has its own)
+  chromium=156.0.8078.108-1~deb12u1
 )
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }

@@ -1,4 +1,4 @@
-"""The spec loader: all twelve specs valid; every kind of bad input named by file and field."""
+"""The spec loader: all sixteen specs valid; every kind of bad input named by file and field."""
 
 import shutil
 from pathlib import Path
@@ -13,7 +13,9 @@ pytestmark = pytest.mark.unit
 
 EXPECTED = {"fx-base", "fx-airflow-scheduler", "fx-airflow-webserver", "fx-airflow-worker",
             "fx-fastapi", "fx-fingpt", "fx-mlflow", "postgres", "redis", "prometheus",
-            "grafana", "redis-exporter"}
+            "grafana", "redis-exporter",
+            # the second project (compose/bsopt.yml)
+            "bsopt-api", "bsopt-neural-pricing", "bsopt-worker", "bsopt-scraper"}
 
 
 @pytest.fixture
@@ -22,6 +24,7 @@ def repo(tmp_path):
     shutil.copytree(ROOT / "images", tmp_path / "images")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     shutil.copytree(ROOT / "src" / "fxservices", tmp_path / "src" / "fxservices")
+    shutil.copytree(ROOT / "src" / "bsopt", tmp_path / "src" / "bsopt")
     return tmp_path
 
 
@@ -33,7 +36,7 @@ def edit(repo, name, old, new):
     return path
 
 
-def test_all_twelve_specs_valid():
+def test_all_sixteen_specs_valid():
     specs = load_specs(ROOT)
     assert set(specs) == EXPECTED
 

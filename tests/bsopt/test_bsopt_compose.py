@@ -1,0 +1,101 @@
+"""compose/bsopt.yml and the harness's choice of stack, read the way Compose and the harness
+read them (no containers)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fxstack.stack import compose, projects
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+DOC = yaml.safe_load((REPO / "compose" / "bsopt.yml").read_text())
+LONG_RUNNING = {"postgres", "redis", "quote-board", "api", "neural-pricing", "worker", "scraper"}
+
+
+@pytest.fixture
+def bsopt_selected(monkeypatch):
+    for var in ("FXSTACK_STACK", "FXSTACK_PROJECT", "FXSTACK_ENV_FILE", "FXSTACK_COMPOSE_FILES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("FXSTACK_STACK", "bsopt")
+
+
+def test_project_services_and_images_from_images_env():
+    assert DOC["name"] == "bsopt"
+    assert set(DOC["services"]) == LONG_RUNNING | {"db-init"}
+    for name, svc in DOC["services"].items():
+        assert svc["image"].startswith("${") and ":?" in svc["image"], name
+        assert "latest" not in svc["image"]
+
+
+def test_every_long_running_service_has_a_health_check_and_a_restart_policy():
+    for name in LONG_RUNNING:
+        svc = DOC["services"][name]
+        assert svc["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+        assert svc["restart"] == "unless-stopped", name
+    assert DOC["services"]["db-init"]["restart"] == "no"
+
+
+def test_ports_only_on_loopback_and_movable():
+    ports = compose.published_ports([REPO / "compose" / "bsopt.yml"])
+    assert {(p.service, p.var, p.target) for p in ports} == {("api", "BSOPT_API_PORT", 8000),
+                                                              ("neural-pricing", "BSOPT_PRICING_PORT", 8000)}
+    assert all(p.host_ip == "127.0.0.1" for p in ports)
+    assert DOC["networks"]["backend"]["internal"] is True
+    for name in ("postgres", "redis", "worker", "scraper", "quote-board"):
+        assert DOC["services"][name]["networks"] == ["backend"], name
+
+
+def test_secrets_come_from_the_env_file_only():
+    text = (REPO / "compose" / "bsopt.yml").read_text()
+    for key in projects.BSOPT.secrets:
+        assert f"${{{key}:?" in text
+    for name, svc in DOC["services"].items():
+        for key, value in (svc.get("environment") or {}).items():
+            if "PASSWORD" in key or "DATABASE_URL" in key:
+                assert "${BSOPT_" in str(value) and ":?" in str(value), (name, key, value)
+
+
+def test_no_argument_is_the_fx_stack(monkeypatch):
+    for var in ("FXSTACK_STACK", "FXSTACK_PROJECT", "FXSTACK_ENV_FILE", "FXSTACK_COMPOSE_FILES"):
+        monkeypatch.delenv(var, raising=False)
+    assert compose.project_name() == "fxstack"
+    assert compose.env_file().name == ".env"
+    assert [f.name for f in compose.compose_files(gpu=True)] == ["docker-compose.yml", "docker-compose.gpu.yml"]
+
+
+def test_bsopt_selected(bsopt_selected):
+    assert compose.project_name() == "bsopt"
+    assert compose.env_file() == REPO / "compose" / "bsopt.env"
+    assert [f.name for f in compose.compose_files(gpu=True)] == ["bsopt.yml"]   # no GPU variant
+
+
+def test_unknown_stack_is_refused():
+    from fxstack.errors import FxError
+
+    with pytest.raises(FxError, match="no stack named 'nope'"):
+        projects.select("nope")
+
+
+def test_compose_accepts_the_file_and_the_dev_override(bsopt_selected, tmp_path):
+    """Compose's own reading of bsopt.yml (+ bsopt.dev.yml): valid, and the dev override mounts
+    src/bsopt read-only and reloads."""
+    env = {**os.environ, "POSTGRES_IMAGE": "p:1", "REDIS_IMAGE": "r:1", "BSOPT_API_IMAGE": "a:1",
+           "BSOPT_NEURAL_PRICING_IMAGE": "n:1", "BSOPT_WORKER_IMAGE": "w:1", "BSOPT_SCRAPER_IMAGE": "s:1",
+           "BSOPT_POSTGRES_PASSWORD": "x", "BSOPT_DB_PASSWORD": "y", "BSOPT_UNUSED_DB_PASSWORD": "z"}
+    cmd = compose.find_compose() + ["-p", "bsopt", "--project-directory", str(REPO / "compose"),
+                                    "-f", str(REPO / "compose" / "bsopt.yml"),
+                                    "-f", str(REPO / "compose" / "bsopt.dev.yml"), "config", "--format", "json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    cfg = json.loads(proc.stdout)["services"]
+    assert "--reload" in cfg["api"]["command"] and cfg["worker"]["command"][0] == "watchfiles"
+    mount = next(v for v in cfg["api"]["volumes"] if v["target"] == "/app/bsopt")
+    assert mount["read_only"] is True and mount["source"] == str(REPO / "src" / "bsopt")
