@@ -139,3 +139,19 @@ def test_unknown_option_type():
     with pytest.raises(InputError) as info:
         bsm.is_call(["call", "straddle"])
     assert info.value.problems[0].field == "type[1]"
+
+
+def test_single_option_path_equals_the_vectorised_one():
+    for call in (True, False):
+        vec = bsm.greeks(S, K, T, R, SIG, Q, call)
+        for i in range(K.size):
+            one = bsm.greeks_one(S, K[i], T[i], R[i], SIG[i], Q[i], call)
+            for name, value in one.items():
+                assert value == pytest.approx(float(getattr(vec, name)[i]), rel=1e-12, abs=1e-12), (name, i)
+
+
+def test_single_option_check():
+    bsm.check_one(spot=100.0, strike=90.0, years=1.0, rate=0.0, volatility=0.2, dividend_yield=0.0)
+    with pytest.raises(InputError) as info:
+        bsm.check_one(spot=100.0, strike=90.0, years=0.0, rate=0.0, volatility=float("inf"), dividend_yield=0.0)
+    assert [p.field for p in info.value.problems] == ["years", "volatility"]

@@ -93,6 +93,9 @@ async def price(request: Request):
     """Body: spot, strike, volatility, years | expiry, [rate, dividend_yield, type, greeks].
     Each a number (or ISO date / "call"|"put") or a list; lists are priced element-wise."""
     body = await http.json_body(request)
+    one = _one_option(body)
+    if one is not None:
+        return http.fast_json({**one, "count": 1})
     f = _fields(body)
     call = bsm.is_call(http.option_types(body))
     scalar = all(np.ndim(v) == 0 for v in f.values()) and np.ndim(call) == 0
@@ -101,7 +104,26 @@ async def price(request: Request):
         out = bsm.greeks(*args).__dict__
     else:
         out = {"price": bsm.price(*args)}
-    return {**_out(out, scalar), "count": int(np.size(out["price"]))}
+    return http.fast_json({**_out(out, scalar), "count": int(np.size(out["price"]))})
+
+
+def _one_option(body: dict[str, Any]) -> dict[str, float] | None:
+    """One option given as plain numbers and `years`: priced without numpy. Anything else
+    (lists, `expiry`, a bad value) goes the general way, which also names what is wrong."""
+    names = ("spot", "strike", "years", "volatility")
+    try:
+        vals = {n: body[n] for n in names}
+        vals["rate"], vals["dividend_yield"] = body.get("rate", 0.0), body.get("dividend_yield", 0.0)
+    except KeyError:
+        return None
+    kind = body.get("type", "call")
+    if kind not in ("call", "put") or body.get("expiry") is not None or not body.get("greeks", True) \
+            or not all(type(v) in (int, float) for v in vals.values()):
+        return None
+    vals = {k: float(v) for k, v in vals.items()}
+    bsm.check_one(**vals)
+    return bsm.greeks_one(vals["spot"], vals["strike"], vals["years"], vals["rate"], vals["volatility"],
+                          vals["dividend_yield"], kind == "call")
 
 
 @app.post("/implied-volatility")
@@ -118,7 +140,7 @@ async def implied_volatility(request: Request):
     sigma = bsm.implied_vol_checked(target, f["spot"], f["strike"], f["years"], f["rate"],
                                     f["dividend_yield"], call)
     scalar = np.ndim(target) == 0 and all(np.ndim(v) == 0 for v in f.values())
-    return _out({"implied_volatility": sigma}, scalar)
+    return http.fast_json(_out({"implied_volatility": sigma}, scalar))
 
 
 @app.get("/quotes")

@@ -120,6 +120,13 @@ def install(app: FastAPI, service: str) -> None:
     app.add_middleware(BodyLimit)
 
 
+def fast_json(obj: Any) -> Response:
+    """JSON of plain dicts, lists and floats, without FastAPI's jsonable_encoder: for a
+    10,000-option batch with Greeks that walk alone took 37 ms of the 50 ms budget."""
+    return Response(json.dumps(obj, separators=(",", ":"), allow_nan=False).encode(),
+                    media_type="application/json")
+
+
 def _short(value: Any) -> Any:
     text = repr(value)
     return value if len(text) <= 200 else text[:200] + "..."

@@ -130,4 +130,4 @@ async def price(request: Request):
     m = np.log(f["spot"] / f["strike"]) + (f["rate"] - f["dividend_yield"]) * f["years"]
     v = f["volatility"] * np.sqrt(f["years"])
     outside = ~((m >= M_RANGE[0]) & (m <= M_RANGE[1]) & (v >= V_RANGE[0]) & (v <= V_RANGE[1]))
-    return {**out, "model_version": net.version, "extrapolated": bool(np.any(outside))}
+    return http.fast_json({**out, "model_version": net.version, "extrapolated": bool(np.any(outside))})
