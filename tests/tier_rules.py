@@ -19,8 +19,16 @@ def strict() -> bool:
     return os.environ.get("FX_CHECK_STRICT", "") not in ("", "0")
 
 
-def tier_of(keywords) -> str:
-    return next((t for t in TIERS if t in keywords), "untiered")
+def tier_of(marker_names) -> str:
+    return next((t for t in TIERS if t in marker_names), "untiered")
+
+
+def markers(item) -> set[str]:
+    """The item's marker names (not its keywords, which also hold node names such as `gpu`)."""
+    return {m.name for m in item.iter_markers()}
+
+
+_TIER_BY_NODE: dict[str, str] = {}
 
 
 def _reason(report) -> str:
@@ -28,7 +36,9 @@ def _reason(report) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    untiered = [i.nodeid for i in items if tier_of(i.keywords) == "untiered"]
+    for item in items:
+        _TIER_BY_NODE[item.nodeid] = tier_of(markers(item))
+    untiered = [n for n, t in _TIER_BY_NODE.items() if t == "untiered"]
     if untiered:
         raise pytest.UsageError("tests without a tier marker (unit, integration, security, slow, gpu, "
                                 "nixreal): " + ", ".join(untiered[:10]))
@@ -37,7 +47,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _unit_tests_start_no_server(request, monkeypatch):
     """A test that listens on a socket is an integration test: a unit test that tries fails here."""
-    if tier_of(request.node.keywords) != "unit":
+    if tier_of(markers(request.node)) != "unit":
         return
 
     def refuse(self, *args, **kwargs):
@@ -52,7 +62,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if (strict() and report.skipped and not hasattr(report, "wasxfail")
-            and tier_of(item.keywords) not in OPTIONAL_TIERS):
+            and tier_of(markers(item)) not in OPTIONAL_TIERS):
         report.outcome = "failed"
         report.longrepr = (f"a prerequisite is missing, and `./fx check` does not skip: {_reason(report)}\n"
                            "(scripts/bootstrap.sh installs and starts what the tiers need)")
@@ -71,9 +81,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for report in terminalreporter.stats.get(outcome, []):
             if outcome == "passed" and getattr(report, "when", "call") != "call":
                 continue
-            keywords = getattr(report, "keywords", None) or (
-                ("nixreal",) if "nixreal" in str(getattr(report, "longrepr", "")) else ())
-            tier = tier_of(keywords)
+            tier = _TIER_BY_NODE.get(getattr(report, "nodeid", ""), "")
+            if not tier:  # a whole module skipped at collection
+                tier = "nixreal" if "nixreal" in str(getattr(report, "longrepr", "")) else "untiered"
             counts.setdefault(tier, {}).setdefault(outcome, 0)
             counts[tier][outcome] += 1
             if outcome == "skipped":
