@@ -161,8 +161,9 @@ def repo(tmp_path):
     """A copy of what the builder reads (specs, app sources, pyproject, lock), safe to break."""
     copy = tmp_path / "repo"
     shutil.copytree(ROOT / "images", copy / "images")
-    shutil.copytree(ROOT / "src" / "fxservices", copy / "src" / "fxservices",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("fxservices", "bsopt"):
+        shutil.copytree(ROOT / "src" / package, copy / "src" / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
     shutil.copy(ROOT / "poetry.lock", copy / "poetry.lock")
     return copy
