@@ -20,6 +20,7 @@ from .compose import (
     explain_compose_error,
     find_compose,
     images_env_file,
+    project_name,
     published_ports,
     required_vars,
 )
@@ -376,7 +377,8 @@ def status(*, out: TextIO | None = None) -> list[dict]:
         rows.append({"service": svc, "state": st.state + (f"({st.exit_code})" if st.exit_code is not None else ""),
                      "health": st.health, "url": service_url(st, path) or "-"})
     if not rows:
-        print("the stack is not running (no containers in project fxstack): `fxstack up` starts it", file=out)
+        print(f"the stack is not running (no containers in project {project_name()}): `fxstack up` starts it",
+              file=out)
         return rows
     width = max(len(r["service"]) for r in rows)
     print(f"{'SERVICE':<{width}}  {'STATE':<11} {'HEALTH':<10} URL", file=out)
