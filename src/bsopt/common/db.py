@@ -85,7 +85,10 @@ class Database:
             yield conn
             conn.commit()
         except BaseException:
-            conn.rollback()
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                pass    # the connection is gone (the server went away): report the first error
             raise
         finally:
             pool.putconn(conn, close=conn.closed != 0)

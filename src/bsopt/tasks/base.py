@@ -37,10 +37,10 @@ def redis_client() -> redis.Redis:
 
 class BsoptTask(Task):
     autoretry_for = TRANSIENT
-    retry_backoff = 2          # 2, 4, 8, ... seconds (with jitter), capped below
+    retry_backoff = 2          # up to 2, 4, 8, ... 60 seconds (full jitter: a random part of it)
     retry_backoff_max = 60
     retry_jitter = True
-    max_retries = 5
+    max_retries = 8            # with jitter the expected window is ~2 minutes of an outage
     acks_late = True
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
