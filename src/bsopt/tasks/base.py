@@ -10,9 +10,10 @@ import psycopg2
 import redis
 from celery import Task
 
-from ..common.errors import InputError
 from ..common.db import Database
-from .celery_app import DEAD_LETTER_KEY, settings
+from ..common.errors import InputError
+from ..common.settings import DEAD_LETTER_KEY
+from .celery_app import settings
 
 log = logging.getLogger("bsopt.tasks")
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, redis.ConnectionError, ConnectionError)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from ..common.settings import DEAD_LETTER_KEY, Settings
+from ..common.settings import Settings
 
 settings = Settings.from_env()
 app = Celery("bsopt", broker=settings.redis_url, backend=settings.result_url,
