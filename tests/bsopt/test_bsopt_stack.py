@@ -93,6 +93,20 @@ def test_neural_pricing_image_has_no_scikit_learn(refs):
     assert r.stdout.strip() == "None"
 
 
+def test_bsopt_images_share_the_fx_root_filesystem_and_package_layers(refs):
+    from fxstack.image.builder import Builder
+
+    built = {im.name: im for im in Builder(log=lambda m: None).build(
+        ["fx-base", "fx-fastapi", "bsopt-api", "bsopt-neural-pricing", "bsopt-worker", "bsopt-scraper"])}
+    digests = {n: {l.digest for l in im.layers} for n, im in built.items()}
+    rootfs = built["fx-base"].layers[0].digest
+    for name in ("bsopt-api", "bsopt-neural-pricing", "bsopt-worker"):
+        assert built[name].layers[0].digest == rootfs, name          # one Debian root filesystem
+    assert built["bsopt-scraper"].layers[0].digest != rootfs           # + chromium
+    # numpy, scipy, pydantic, FastAPI, uvicorn...: the API's package layers are fx-fastapi's
+    assert len(digests["bsopt-api"] & digests["fx-fastapi"]) >= 5
+
+
 LAUNCH = ("import os; from playwright.sync_api import sync_playwright\n"
           "with sync_playwright() as p:\n"
           "    b = p.chromium.launch(executable_path='/usr/bin/chromium', chromium_sandbox=True)\n"
