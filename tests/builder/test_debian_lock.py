@@ -32,6 +32,22 @@ def test_the_committed_lock_pins_every_package_by_version_arch_and_sha256():
         assert {"libpam0g", "libc6", "base-files", "dpkg"} <= set(entry.packages), key
 
 
+def test_every_entry_of_the_committed_lock_belongs_to_a_spec():
+    from fxstack.image.builder import Builder
+
+    builder = Builder(root=ROOT, log=lambda _: None)
+    in_use = {builder._recipe(s).lock_key for s in builder.specs.values() if s.portable}
+    assert set(DebianLock(ROOT / "images" / "debian.lock").entries) == in_use
+
+
+def test_retain_drops_the_entries_no_spec_uses(tmp_path):
+    lock = DebianLock(tmp_path / "debian.lock")
+    for key in ("a", "b"):
+        lock.record(key, LockEntry({key: LockedDeb(key, "1", "all", SHA)}, "20261129T000000Z"))
+    assert lock.retain({"a"}) == ["b"]
+    assert set(DebianLock(tmp_path / "debian.lock").entries) == {"a"}
+
+
 def test_a_format_1_lock_reads_as_pins_without_hashes_and_is_written_as_format_2(tmp_path):
     path = tmp_path / "debian.lock"
     path.write_text(json.dumps({"redis-server tini": {"tini": "0.19.0-1+b3", "libc6": "2.36-9+deb12u14"}}))

@@ -190,6 +190,9 @@ class Builder:
             self.log(f"{spec.name}: {image.ref}  {len(layers)} layers  {image.size / 1e6:.1f} MB"
                      f"  ({image.seconds:.1f}s)")
         oci.update_index(self.store, refs)
+        in_use = {self._recipe(s).lock_key for s in self.specs.values() if s.portable}
+        for key in self.debian_lock.retain(in_use):
+            self.log(f"debian: dropped the lock entry [{key}]: no spec asks for that package set")
         if notice := self.rootfs.updates_notice():
             self.log(notice)
         self._hint_gc()

@@ -103,6 +103,16 @@ class DebianLock:
         self.entries[key] = entry
         self.write()
 
+    def retain(self, keys: set[str]) -> list[str]:
+        """Drop the entries of package sets no spec asks for any more (a spec changed its
+        packages); returns what was dropped."""
+        stale = sorted(k for k in self.entries if k not in keys)
+        if stale:
+            for key in stale:
+                del self.entries[key]
+            self.write()
+        return stale
+
     def write(self) -> None:
         doc = {
             "format": FORMAT,
