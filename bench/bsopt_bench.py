@@ -14,16 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import requests
+from wrk import wrk_post
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ("bsopt-api", "bsopt-neural-pricing", "bsopt-worker", "bsopt-scraper")
@@ -32,24 +31,10 @@ TARGETS = {"healthy_s": 60, "end_to_end_s": 90, "price_p50_ms": 10, "price_p99_m
 
 
 def wrk_price(api: str, seconds: int, connections: int) -> dict:
-    if shutil.which("wrk") is None:
-        return {"error": "wrk not installed (apt-get install wrk)"}
-    body = json.dumps({"spot": 100, "strike": 105, "years": 0.5, "rate": 0.03, "volatility": 0.25, "type": "call"})
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = \'{body}\'\n')
-        script = f.name
-    proc = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script,
-                           f"{api}/price"], capture_output=True, text=True, timeout=seconds + 60)
-    os.unlink(script)
-    text = proc.stdout
-
-    def ms(label):
-        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)] if m else None
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    return {"p50_ms": ms("50%"), "p99_ms": ms("99%"), "requests_per_s": float(rps.group(1)) if rps else None,
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "connections": connections, "seconds": seconds}
+    result = wrk_post(f"{api}/price", {"spot": 100, "strike": 105, "years": 0.5, "rate": 0.03,
+                                       "volatility": 0.25, "type": "call"}, seconds, connections)
+    result.pop("raw", None)
+    return result
 
 
 def batch_10k(api: str, greeks: bool, repeats: int = 20) -> dict:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,35 +20,14 @@ import time
 from pathlib import Path
 
 from fxstack.stack.docker_state import free_port
+from wrk import wrk_post
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT_VARS = ("FX_AIRFLOW_PORT", "FX_MLFLOW_PORT", "FX_API_PORT", "FX_PROMETHEUS_PORT", "FX_GRAFANA_PORT")
 
 
 def wrk_predict(api: str, pair: str, seconds: int, connections: int) -> dict:
-    """wrk with a Lua body; returns p50/p99 in ms, requests/s and non-2xx count."""
-    if shutil.which("wrk") is None:
-        return {"error": "wrk not installed (apt-get install wrk)"}
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                f'wrk.body = \'{{"pair": "{pair}"}}\'\n')
-        script = f.name
-    proc = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script,
-                           f"{api}/predict"], capture_output=True, text=True, timeout=seconds + 60)
-    os.unlink(script)
-    text = proc.stdout
-
-    def ms(label):
-        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
-        if not m:
-            return None
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    errors = re.search(r"Socket errors: (.*)", text)
-    return {"p50_ms": ms("50%"), "p99_ms": ms("99%"), "requests_per_s": float(rps.group(1)) if rps else None,
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else "",
-            "connections": connections, "seconds": seconds, "raw": text}
+    return wrk_post(f"{api}/predict", {"pair": pair}, seconds, connections)
 
 
 def first_predicts_after_restart(count: int, out) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..specs import ImageSpec
 from .settings import LAYER_MEDIA_TYPE, created

@@ -20,7 +20,6 @@ current manifest per name; `fxstack gc` keeps what the index lists).
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import tarfile
 import uuid

@@ -9,7 +9,6 @@ refused when it is read, so no command can build from it.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,7 +217,7 @@ class PoetryLock:
             for dep in deps:
                 if canonicalize_name(dep) in excluded:
                     raise FxError(f"`{dep}` is excluded but group `{group}` asks for it directly",
-                                  where=where, hint=f"remove it from the group or from the exclusions")
+                                  where=where, hint="remove it from the group or from the exclusions")
         return excluded
 
     # -- graph walk ---------------------------------------------------------------

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 from ..errors import FxError
 from ..poll import TimedOut, poll
