@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import TextIO
 
@@ -76,18 +74,7 @@ def up(*, build: bool = True, timeout: float = 600, dev: bool = False,
     oneshots = lifecycle.oneshot_services(config)
     print(f"starting {len(services)} services (project {os.environ.get('FXSTACK_PROJECT', 'bsopt')})",
           file=out, flush=True)
-    start = time.monotonic()
-    proc = stack.popen("up", "-d", "--remove-orphans")
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(line.rstrip() for line in proc.stdout), daemon=True)
-    reader.start()
-    try:
-        result = lifecycle.wait_healthy(dc, services, oneshots, timeout=timeout, out=out, compose_proc=proc,
-                                        compose_output=lines, clock_start=start)
-    finally:
-        if proc.poll() is None and sys.exc_info()[0] is not None:
-            proc.terminate()
-        reader.join(timeout=5)
+    result, _ = lifecycle.compose_up_and_wait(stack, dc, services, oneshots, timeout=timeout, out=out)
     print(f"all {len(services)} services ready in {result.seconds:.1f} s", file=out)
     print_urls(dc, out)
     if dev:

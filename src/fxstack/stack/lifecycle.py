@@ -287,6 +287,30 @@ def oneshot_services(config: dict) -> set[str]:
     return result
 
 
+def compose_up_and_wait(stack: Stack, dc, services: list[str], oneshots: set[str], *, timeout: float,
+                        out: TextIO) -> tuple[WaitResult, float]:
+    """`docker compose up -d`, then wait until every container is healthy (or a failure is
+    reported with its logs); returns the result and when Compose was started."""
+    start = time.monotonic()
+    proc = stack.popen("up", "-d", "--remove-orphans")
+    lines: list[str] = []
+
+    def pump():
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        result = wait_healthy(dc, services, oneshots, timeout=timeout, out=out, compose_proc=proc,
+                              compose_output=lines, clock_start=start)
+    finally:
+        if proc.poll() is None and sys.exc_info()[0] is not None:
+            proc.terminate()
+        reader.join(timeout=5)
+    return result, start
+
+
 def up(*, gpu: bool = False, grafana: bool = False, build: bool = True, timeout: float = 900,
        out: TextIO | None = None) -> WaitResult:
     out = out or sys.stdout
@@ -307,23 +331,7 @@ def up(*, gpu: bool = False, grafana: bool = False, build: bool = True, timeout:
     oneshots = oneshot_services(config)
     print(f"starting {len(services)} services (project {os.environ.get('FXSTACK_PROJECT', 'fxstack')})",
           file=out, flush=True)
-    start = time.monotonic()
-    proc = stack.popen("up", "-d", "--remove-orphans")
-    lines: list[str] = []
-
-    def pump():
-        for line in proc.stdout:
-            lines.append(line.rstrip())
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        result = wait_healthy(dc, services, oneshots, timeout=timeout, out=out, compose_proc=proc,
-                              compose_output=lines, clock_start=start)
-    finally:
-        if proc.poll() is None and sys.exc_info()[0] is not None:
-            proc.terminate()
-        reader.join(timeout=5)
+    result, start = compose_up_and_wait(stack, dc, services, oneshots, timeout=timeout, out=out)
     print(f"all {len(services)} containers healthy in {result.seconds:.1f} s; asking each service", file=out)
     result = wait_services_ready(dc, stack, result, start=start, timeout=timeout, out=out)
     print(f"all {len(services)} services ready in {result.seconds:.1f} s", file=out)
