@@ -87,6 +87,43 @@ print("broken", broken)
 """
 
 
+# Issue 9: a runtime root filesystem holds no package tools (fxstack/image/runtime.py purges
+# them after the locked install), while what entrypoints and health checks run stays. Perl stays
+# only where a package that stays depends on it.
+PACKAGE_TOOLS = ["apt", "apt-get", "dpkg", "dpkg-query", "dpkg-deb", "update-alternatives", "perl",
+                 "debconf", "login", "su", "useradd", "tar", "find"]
+PERL_KEPT = {"postgres": "postgresql-common's scripts (pg_ctlcluster, pg_wrapper) Depend on perl"}
+RUNTIME_TOOLS = ["sh", "bash", "cat", "grep", "head", "touch", "tini"]
+# Every ELF file of the system directories resolves its libraries: nothing purged is still linked.
+LINKS = r"""
+for f in /usr/bin/* /usr/sbin/* /usr/lib/x86_64-linux-gnu/*.so* /usr/lib/x86_64-linux-gnu/*/*.so* \
+         /usr/lib/python3*/lib-dynload/*.so /usr/lib/postgresql/*/bin/* /usr/lib/postgresql/*/lib/*.so \
+         /usr/lib/chromium/chromium; do
+  [ -f "$f" ] || continue
+  # systemd's private libraries are found through the RUNPATH of systemd's own programs
+  case "$f" in /usr/lib/x86_64-linux-gnu/systemd/*) continue ;; esac
+  ldd "$f" 2>/dev/null | grep -q 'not found' && echo "unresolved: $f: $(ldd "$f" | grep 'not found' | tr -s ' \n\t' ' ')"
+done
+echo checked
+"""
+
+
+def test_runtime_rootfs_has_no_package_tools_and_links_completely(cpu_images, docker_client):
+    _, images = cpu_images
+    problems = []
+    for name, image in sorted(images.items()):
+        tools = [t for t in PACKAGE_TOOLS if not (t == "perl" and name in PERL_KEPT)]
+        out = run(docker_client, image.ref, ["-c", f"for t in {' '.join(tools)}; do command -v $t; done;"
+                                                   f" for t in {' '.join(RUNTIME_TOOLS)}; do command -v $t"
+                                                   " >/dev/null || echo missing $t; done; true"],
+                  entrypoint=["/bin/sh"], user="0")
+        problems += [f"{name}: {line}" for line in out.splitlines() if line.strip()]
+        out = run(docker_client, image.ref, ["-c", LINKS], entrypoint=["/bin/sh"], user="0")
+        assert out.strip().endswith("checked"), (name, out)
+        problems += [f"{name}: {line}" for line in out.splitlines() if line.startswith("unresolved")]
+    assert problems == []
+
+
 @pytest.mark.parametrize("name, at_least", [("fx-fastapi", 250), ("fx-mlflow", 200),
                                              ("fx-airflow-scheduler", 200)])
 def test_stripped_extension_modules_all_load(cpu_images, docker_client, name, at_least):

@@ -13,7 +13,7 @@ from ..errors import FxError
 from ..lock.poetry_lock import LockedFile, PoetryLock
 from ..paths import repo_root, state_dir
 from ..specs import ImageSpec, load_specs
-from . import oci
+from . import oci, runtime
 from .debian import RootfsBuilder, RootfsRecipe
 from .debian_lock import DebianLock
 from .layers import group_by_users, layers_for
@@ -153,9 +153,11 @@ class Builder:
 
     def _recipe(self, spec: ImageSpec) -> RootfsRecipe:
         packages = tuple(spec.packages.get("debian", ()))
+        # Run time keeps what the service, its entrypoint and its health checks run (runtime.py).
         if spec.kind == "python":
-            return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=("/data",), root_dirs=("/app",))
-        return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=spec.volumes)
+            return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=("/data",), root_dirs=("/app",),
+                                runtime=runtime.PYTHON)
+        return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=spec.volumes, runtime=runtime.SERVICE)
 
     def build(self, names: list[str] | None = None, *, include_gpu: bool = False) -> list[BuiltImage]:
         with state_lock(self.state, exclusive=False):

@@ -18,6 +18,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..errors import FxError
 from .apt_mirror import AptMirror, configured_sources, newer
 from .deb_cache import REPO_SUITE, DebCache
 from .debian_lock import Change, DebianLock, LockedDeb, LockEntry, changes, drift_table, utc_stamp
+from .runtime import NONE, RuntimePolicy
 from .settings import BUILDER_VERSION, SOURCE_DATE_EPOCH
 from .store import BlobStore, KeyedCache, inputs_key
 from .tarball import normalize_tar
@@ -48,7 +50,9 @@ IMAGE_SOURCES = ("deb http://deb.debian.org/debian bookworm main\\n"
                  "deb http://deb.debian.org/debian bookworm-updates main\\n"
                  "deb http://deb.debian.org/debian-security bookworm-security main\\n")
 # Bump when the way a root filesystem is made changes (cache keys only).
-ROOTFS_VERSION = "locked-repo-1"
+ROOTFS_VERSION = "locked-repo-2-runtime"
+# Where `python -m fxstack.image.runtime` imports from, for the customize hook.
+SRC_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class RootfsRecipe:
     uid: int | None = None
     owned_dirs: tuple[str, ...] = ()     # created and owned by `user`
     root_dirs: tuple[str, ...] = ()      # created, owned by root
+    # what goes after the install: the package tools and what nothing runs (runtime.py)
+    runtime: RuntimePolicy = NONE
 
     @property
     def lock_key(self) -> str:
@@ -90,7 +96,7 @@ NEUTRALIZE = (
 )
 
 
-def _hooks(recipe: RootfsRecipe, versions_out: Path) -> list[str]:
+def _hooks(recipe: RootfsRecipe, versions_out: Path, policy_file: Path | None = None) -> list[str]:
     q = shlex.quote
     hooks = [NEUTRALIZE]
     if recipe.uid is not None and recipe.user != "root":
@@ -104,6 +110,9 @@ def _hooks(recipe: RootfsRecipe, versions_out: Path) -> list[str]:
         hooks.append(f'mkdir -p "$1"{q(d)}')
     for d in recipe.owned_dirs:
         hooks.append(f'mkdir -p "$1"{q(d)} && chroot "$1" chown {q(recipe.user)}: {q(d)}')
+    if policy_file is not None:
+        hooks.append(f"PYTHONPATH={q(str(SRC_ROOT))} {q(sys.executable)} -m fxstack.image.runtime"
+                     f' "$1" {q(str(policy_file))}')
     # Rebuild the linker cache last, so nothing present only during the build stays in it.
     hooks.append('chroot "$1" /sbin/ldconfig')
     hooks.append(_versions_hook(versions_out))
@@ -136,6 +145,7 @@ def _mmdebstrap(args: list[str], where: str, hint: str) -> None:
 def _cache_key(recipe: RootfsRecipe, entry: LockEntry) -> str:
     return inputs_key("rootfs", BUILDER_VERSION, SOURCE_DATE_EPOCH, ROOTFS_VERSION, recipe.packages,
                       recipe.user, recipe.uid, recipe.owned_dirs, recipe.root_dirs,
+                      recipe.runtime.as_json() if recipe.runtime != NONE else None,
                       [(d.name, d.version, d.arch, d.sha256) for d in entry.debs()])
 
 
@@ -305,8 +315,12 @@ class RootfsBuilder:
             self.debs.write_repo(entry.debs(), repo)
             sources = tmpdir / "locked.list"
             sources.write_text(f"deb [trusted=yes] copy://{repo} ./\n")
+            policy_file = None
+            if recipe.runtime != NONE:
+                policy_file = tmpdir / "runtime.json"
+                policy_file.write_text(recipe.runtime.as_json())
             args = ["--format=tar", "--include=" + ",".join(sorted(recipe.packages))]
-            args += [f"--customize-hook={h}" for h in _hooks(recipe, versions_file)]
+            args += [f"--customize-hook={h}" for h in _hooks(recipe, versions_file, policy_file)]
             args += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
             args += [f"--dpkgopt=path-include={p}" for p in DPKG_INCLUDES]
             try:
@@ -316,13 +330,16 @@ class RootfsBuilder:
                                  where=self._where(recipe),
                                  hint="build without --frozen to re-resolve it") from None
             installed = {n: v for n, (v, _) in _read_versions(versions_file).items()}
-            if installed != entry.versions():
-                diff = sorted(set(installed.items()) ^ set(entry.versions().items()))[:10]
+            # the runtime policy purged some: what is left must be the lock less those
+            dropped = {n: v for n, v in entry.versions().items()
+                       if n not in installed and n in recipe.runtime.drop}
+            if {**installed, **dropped} != entry.versions():
+                diff = sorted(set({**installed, **dropped}.items()) ^ set(entry.versions().items()))[:10]
                 raise DriftError(f"installed packages differ from the lock: {diff}", where=self._where(recipe),
                                  hint="build without --frozen to re-resolve it")
             with open(raw_tar, "rb") as src, self.store.writer() as w:
                 normalize_tar(src, w, drop=_drop)
-        record = {"digest": w.digest, "size": w.size, "packages": entry.versions()}
+        record = {"digest": w.digest, "size": w.size, "packages": installed, "dropped": sorted(dropped)}
         self.layers.put(key, record)
         return record
 
