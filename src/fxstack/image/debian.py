@@ -288,6 +288,8 @@ class RootfsBuilder:
         if lost:
             raise FxError(f"mmdebstrap installed {', '.join(lost)} but kept no file of it", where=self._where(recipe))
         entry = LockEntry({n: LockedDeb(n, v, a, fetched[(n, v, a)]) for n, (v, a) in installed.items()}, snapshot)
+        if old is not None and old.packages == entry.packages:
+            return old  # nothing moved: keep the entry (and its resolve time) as committed
         rows = changes(old, entry, self._suites(mirror, entry)) if old else []
         if rows:
             self.log(f"debian: {len(rows)} package(s) changed in [{recipe.lock_key}]; {self.lock.path} rewritten:\n"
