@@ -191,3 +191,23 @@ def test_a_build_says_when_the_store_has_grown_past_the_hint(cpu_images, monkeyp
     monkeypatch.setenv("FXSTACK_GC_HINT_GB", "0.001")
     Builder(log=messages.append).build(["redis-exporter"])
     assert any("fxstack gc" in m and "GB of layers" in m for m in messages), messages
+
+
+@pytest.mark.unit
+def test_debs_follow_the_debian_lock(tmp_path):
+    """A .deb the lock pins stays (with its control record); one no entry pins goes."""
+    from fxstack.image.debian_lock import DebianLock, LockedDeb, LockEntry
+    from fxstack.workflow.gc import prune_debs
+
+    pinned, dropped = "a" * 64, "b" * 64
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    for digest in (pinned, dropped):
+        (debs / f"{digest}.deb").write_bytes(b"deb")
+        (debs / f"{digest}.control").write_text("Package: x\n")
+    (debs / f".{dropped}.tmp").write_bytes(b"a fetch under way")
+    lock = DebianLock(tmp_path / "debian.lock")
+    lock.record("x", LockEntry({"x": LockedDeb("x", "1", "all", pinned)}, "20261129T000000Z"))
+    freed = prune_debs(debs, lock, dry_run=False)
+    assert freed.items == 2
+    assert sorted(p.name for p in debs.iterdir()) == [f".{dropped}.tmp", f"{pinned}.control", f"{pinned}.deb"]

@@ -21,6 +21,7 @@ from typing import Callable
 from ..envfile import read_env
 from ..errors import FxError
 from ..image.builder import Builder
+from ..image.debian_lock import DebianLock
 from ..image.oci import content_tag
 from ..image.settings import TREE_VERSION
 from ..image.store import BlobStore, KeyedCache, state_lock
@@ -146,6 +147,13 @@ def prune_dists(dist: Path, hashes: set[str], dry_run: bool) -> Freed:
     return _prune_entries(dist, "downloaded distributions", hashes.__contains__, dry_run)
 
 
+def prune_debs(debs: Path, lock: DebianLock, dry_run: bool) -> Freed:
+    """Cached .deb files (and their control records) that images/debian.lock no longer pins."""
+    pinned = {d.sha256 for e in lock.entries.values() for d in e.debs() if d.sha256}
+    return _prune_entries(debs, "Debian packages (.deb cache)",
+                          lambda n: n.split(".", 1)[0] in pinned, dry_run)
+
+
 def run_gc(builder, *, dry_run: bool = False, registry: bool = True, docker: bool = True,
            log: Callable[[str], None] = print) -> list[Freed]:
     """Sweep the state directory of `builder` (a Builder); returns what each part freed."""
@@ -162,6 +170,7 @@ def run_gc(builder, *, dry_run: bool = False, registry: bool = True, docker: boo
                                              "root filesystem cache records", dry_run))
         results.append(prune_trees(builder.trees, hashes, dry_run))
         results.append(prune_dists(builder.dists.root, hashes, dry_run))
+        results.append(prune_debs(builder.rootfs.debs.root, builder.debian_lock, dry_run))
         refs = {f"{name}:{content_tag(d)}" for d, name in kept.items()}
         if registry:
             results.append(LocalRegistry(state).prune(refs, dry_run, log))
