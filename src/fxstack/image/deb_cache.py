@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import FxError
+from .deb822 import paragraphs
 from .debian_lock import LockedDeb
 from .store import atomic_write_bytes, sha256_file
 
@@ -36,7 +37,7 @@ class DebCache:
         """Move a fetched .deb in under its sha256; returns (sha256, name, version, arch)."""
         digest = sha256_file(file)
         control = _control(file)
-        fields = _fields(control)
+        fields = paragraphs(control)[0]
         target = self.path(digest)
         if not target.exists():
             tmp = target.with_name(f".{digest}.tmp")
@@ -84,12 +85,3 @@ def _control(deb: Path) -> str:
     if proc.returncode != 0:
         raise FxError(f"not a readable .deb: {proc.stderr.strip()}", where=str(deb))
     return proc.stdout
-
-
-def _fields(control: str) -> dict[str, str]:
-    fields = {}
-    for line in control.splitlines():
-        if line and not line[0].isspace() and ":" in line:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import FxError
-from .apt_mirror import AptMirror, configured_sources, newer
+from .apt_mirror import AptMirror, Offer, configured_sources, newer
 from .deb_cache import REPO_SUITE, DebCache
 from .debian_lock import Change, DebianLock, LockedDeb, LockEntry, changes, drift_table, utc_stamp
 from .runtime import NONE, RuntimePolicy
@@ -149,6 +149,10 @@ def _cache_key(recipe: RootfsRecipe, entry: LockEntry) -> str:
                       [(d.name, d.version, d.arch, d.sha256) for d in entry.debs()])
 
 
+def _not_served(offers: dict[str, list[Offer]], debs: list[LockedDeb]) -> list[LockedDeb]:
+    return [d for d in debs if d.version not in {o.version for o in offers.get(d.name, [])}]
+
+
 class DriftError(FxError):
     """The locked set cannot be installed as it is (a file is gone, or it does not install)."""
 
@@ -213,11 +217,12 @@ class RootfsBuilder:
             return entry
         mirror = self.mirror(entry.resolved)
         mirror.refresh()
-        gone = self._not_served(mirror, missing)
+        offers = mirror.offers([d.name for d in missing])
+        gone = _not_served(offers, missing)
         if gone and mirror.refresh(max_age=0):
-            gone = self._not_served(mirror, missing)
+            offers = mirror.offers([d.name for d in missing])
+            gone = _not_served(offers, missing)
         if gone:
-            offers = mirror.offers([d.name for d in gone])
             rows = [Change(d.name, d.version, offers[d.name][0].version if offers.get(d.name) else None,
                            offers[d.name][0].suite if offers.get(d.name) else "") for d in gone]
             raise DriftError(
@@ -229,11 +234,6 @@ class RootfsBuilder:
         with tempfile.TemporaryDirectory(prefix="fx-debs-", dir=self.cache_root) as tmp:
             files = mirror.download([(d.name, d.version) for d in missing], Path(tmp))
             return self._take(recipe, entry, files)
-
-    @staticmethod
-    def _not_served(mirror: AptMirror, debs: list[LockedDeb]) -> list[LockedDeb]:
-        offers = mirror.offers([d.name for d in debs])
-        return [d for d in debs if d.version not in {o.version for o in offers.get(d.name, [])}]
 
     def _take(self, recipe: RootfsRecipe, entry: LockEntry, files: list[Path]) -> LockEntry:
         """Cache fetched files, holding each to the lock's sha256 (or recording it, for a format-1 pin)."""

@@ -35,6 +35,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from .deb822 import paragraphs
+
 # Dependencies that only maintainer scripts (install, upgrade, purge) use.
 INSTALL_TIME = frozenset({"debconf", "debconf-2.0", "cdebconf", "dpkg", "init-system-helpers",
                           "adduser", "ucf"})
@@ -143,16 +145,7 @@ def _names(field: str) -> list[tuple[str, ...]]:
 def parse_status(text: str) -> dict[str, Installed]:
     """Installed packages of a dpkg status file, with their dependency groups and provides."""
     found: dict[str, Installed] = {}
-    for para in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        key = ""
-        for line in para.splitlines():
-            if line[:1] in (" ", "\t"):
-                if key:
-                    fields[key] += " " + line.strip()
-                continue
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
+    for fields in paragraphs(text):
         name = fields.get("Package")
         if not name or not fields.get("Status", "").endswith(" installed"):
             continue

@@ -31,6 +31,7 @@ from ..errors import FxError
 from ..lock.poetry_lock import LockedFile, PoetryLock
 from ..specs import ImageSpec
 from . import oci
+from .deb822 import paragraphs
 from .settings import SOURCE_DATE_EPOCH, created
 from .store import BlobStore, atomic_write_bytes, canonical_json
 
@@ -52,13 +53,7 @@ class DebPackage:
 def parse_dpkg_status(text: str) -> list[DebPackage]:
     """Installed packages from a dpkg status file (paragraphs of `Field: value`)."""
     found = []
-    for para in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in para.splitlines():
-            if line[:1] in (" ", "\t") or ":" not in line:
-                continue
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
+    for fields in paragraphs(text):
         if fields.get("Package") and fields.get("Version") and \
                 fields.get("Status", "install ok installed").endswith(" installed"):
             found.append(DebPackage(fields["Package"], fields["Version"], fields.get("Architecture", "all")))
