@@ -19,7 +19,7 @@ MAX_LAYERS = 60
 BUILDER_VERSION = "2"
 # The same, for how one wheel becomes an installed tree (wheels.install_tree); apart from
 # BUILDER_VERSION so a change there does not rebuild the Debian root filesystems.
-TREE_VERSION = "4"
+TREE_VERSION = "5"
 
 
 def created() -> str:

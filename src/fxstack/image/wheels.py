@@ -229,18 +229,29 @@ def _strip_shared_objects(root: Path) -> None:
             path.write_bytes(original)
 
 
-def _compile(site: Path) -> None:
-    import py_compile
-    import warnings
+_COMPILE = """
+import py_compile, sys, warnings
+from pathlib import Path
+warnings.filterwarnings("ignore", category=SyntaxWarning)
+site, prefix = Path(sys.argv[1]), sys.argv[2]
+for path in sorted(site.rglob("*.py")):
+    try:
+        py_compile.compile(str(path), dfile=prefix + str(path.relative_to(site)), doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    except (py_compile.PyCompileError, SyntaxError, ValueError):
+        pass  # e.g. Python-2-only test fixtures shipped in a wheel: left as source
+"""
 
-    warnings.filterwarnings("ignore", category=SyntaxWarning)
-    for path in sorted(site.rglob("*.py")):
-        rel = path.relative_to(site)
-        try:
-            py_compile.compile(str(path), dfile="/" + SITE_PACKAGES + "/" + str(rel), doraise=True,
-                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-        except (py_compile.PyCompileError, SyntaxError, ValueError):
-            pass  # e.g. Python-2-only test fixtures shipped in a wheel: left as source
+
+def _compile(site: Path) -> None:
+    """Byte-compile one tree in a fresh interpreter. marshal writes a back-reference only for
+    objects that something else still references, so compiled in the builder's own process the
+    .pyc bytes depended on what it had done before (which trees it compiled, what it imported):
+    sklearn's _spectral_embedding.pyc came out 27,911 bytes in one clean build and 27,896 in
+    another. A new process per tree, with a fixed hash seed, makes them a function of the tree."""
+    subprocess.run([sys.executable, "-s", "-c", _COMPILE, str(site), "/" + SITE_PACKAGES + "/"],
+                   check=True, env={"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0",
+                                    "LC_ALL": "C.UTF-8"})
 
 
 def tree_key(f: LockedFile, wheel: Path, compile_bytecode: bool) -> str:
