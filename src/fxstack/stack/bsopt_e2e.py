@@ -17,6 +17,7 @@ from typing import Any, Callable, TextIO
 import requests
 
 from ..errors import FxError
+from ..poll import TimedOut, poll
 from . import bsopt as bsopt_stack
 
 MAE_LIMIT_PCT = 0.5
@@ -24,16 +25,18 @@ MAE_LIMIT_PCT = 0.5
 
 def _poll(what: str, fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float,
           interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = fetch()
-        if done(last):
-            return last
-        if time.monotonic() > deadline:
-            raise FxError(f"{what}: not done after {timeout:.0f} s (last answer: {str(last)[:800]})",
-                          hint="`fxstack logs` with FXSTACK_STACK=bsopt, or `fxstack status bsopt`")
-        time.sleep(interval)
+    """fxstack.poll over `fetch` until `done` says so; a timeout names the last answer."""
+    last: list[Any] = [None]
+
+    def check() -> Any:
+        last[0] = fetch()
+        return last[0] if done(last[0]) else None
+
+    try:
+        return poll(check, timeout=timeout, interval=interval)
+    except TimedOut:
+        raise FxError(f"{what}: not done after {timeout:.0f} s (last answer: {str(last[0])[:800]})",
+                      hint="`fxstack logs` with FXSTACK_STACK=bsopt, or `fxstack status bsopt`") from None
 
 
 def _json(r: requests.Response, what: str, status: int = 200) -> Any:
