@@ -167,32 +167,3 @@ def describe_conflicts(conflicts: list[tuple[PublishedPort, int]]) -> str:
         lines.append(f"port {p.host_ip}:{number} for service {p.service} is already in use "
                      f"-> set {p.var} to a free port in compose/.env (or stop what listens there)")
     return "\n".join(lines)
-
-
-def release_stale_endpoints(dc) -> int:
-    """Force-disconnect, from the project's networks, endpoints whose container no longer exists.
-
-    dockerd can keep such an endpoint after a container was killed, restarted and removed, and
-    then refuses to remove the network ("has active endpoints") although Compose removed every
-    container (seen once in CI after the security tier's kill -9 round). Returns how many it
-    released; a live container's endpoint is never touched."""
-    from docker.errors import APIError, NotFound
-
-    released = 0
-    for net in dc.networks.list(filters={"label": f"com.docker.compose.project={project_name()}"}):
-        try:
-            net.reload()
-        except NotFound:
-            continue
-        for endpoint in (net.attrs.get("Containers") or {}):
-            try:
-                dc.containers.get(endpoint)
-                continue
-            except NotFound:
-                pass
-            try:
-                net.disconnect(endpoint, force=True)
-                released += 1
-            except APIError:
-                continue
-    return released

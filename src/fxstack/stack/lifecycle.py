@@ -362,15 +362,12 @@ def service_url(st: ds.ServiceState | None, path: str = "/") -> str | None:
 
 def down(*, volumes: bool = False, out: TextIO | None = None) -> None:
     out = out or sys.stdout
-    dc = ds.client()
+    ds.client()
     # Both profiles and the GPU file when it can be interpolated, so nothing of ours is left behind;
     # --remove-orphans catches the rest (e.g. fingpt when the GPU image ref is gone).
     stack = Stack(grafana=True, strict=False, gpu=bool(read_env(images_env_file()).get("FX_FINGPT_IMAGE")))
     args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
     proc = stack.run(*args, capture=False, check=False)
-    if proc.returncode != 0 and (stale := ds.release_stale_endpoints(dc)):
-        print(f"released {stale} stale network endpoint(s) dockerd kept; running down again", file=out)
-        proc = stack.run(*args, capture=False, check=False)
     if proc.returncode != 0:
         raise FxError(f"docker-compose down failed (exit {proc.returncode})", hint="see Compose's message above")
     print("stack stopped" + (" and its volumes removed" if volumes else " (volumes kept; --volumes wipes them)"),
