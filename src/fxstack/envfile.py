@@ -133,11 +133,12 @@ REDIS_ACL_USERS = {
 }
 
 
-def redis_acl(values: dict[str, str]) -> str:
+def redis_acl(values: dict[str, str], users: dict[str, tuple[str, str]] | None = None) -> str:
     """A Redis ACL file: the default user off (no client gets in without a password), one user per
-    client, each password stored as its SHA-256 (Redis' `#<hex>` form), never in clear."""
+    client ({user: (password key, rules)}, the FX stack's by default), each password stored as its
+    SHA-256 (Redis' `#<hex>` form), never in clear."""
     lines = ["user default off resetkeys -@all"]
-    for user, (key, rules) in REDIS_ACL_USERS.items():
+    for user, (key, rules) in (REDIS_ACL_USERS if users is None else users).items():
         digest = hashlib.sha256(values[key].encode()).hexdigest()
         lines.append(f"user {user} on #{digest} {rules}")
     return "\n".join(lines) + "\n"
