@@ -1,0 +1,1 @@
+"""The stacks fxstack runs, each a value (`StackDef`) that one lifecycle takes."""
