@@ -8,7 +8,7 @@ import time
 
 import psycopg2
 import redis
-from celery import Task
+from celery import Task, signals
 
 from ..common.db import Database
 from ..common.errors import InputError
@@ -55,3 +55,28 @@ class BsoptTask(Task):
         except redis.RedisError as err:  # the broker is gone too: the log is all there is
             log.error("cannot dead-letter %s (%s): %s", task_id, err, entry)
         log.error("dead-lettered %s %s: %s", self.name, task_id, entry["error"])
+
+
+def dead_letter_refused(entry: dict) -> None:
+    """Record a message the worker refused to run (never raises: it runs in the consumer)."""
+    entry = {"args": None, "kwargs": None, "retries": 0, "poison": True, "at": time.time(), **entry}
+    try:
+        redis_client().lpush(DEAD_LETTER_KEY, json.dumps(entry, default=str))
+    except redis.RedisError as err:
+        log.error("cannot dead-letter refused message %s (%s): %s", entry.get("id"), err, entry)
+        return
+    log.error("dead-lettered refused message %s (%s): %s", entry.get("id"), entry.get("task"), entry["error"])
+
+
+@signals.task_unknown.connect
+def _on_unknown_task(sender=None, name=None, id=None, message=None, exc=None, **_):
+    # Celery has rejected the message (and marked the id failed): keep a record of it
+    dead_letter_refused({"task": name, "id": id, "error": f"unknown task: {type(exc).__name__}: {exc}",
+                         "headers": dict(getattr(message, "headers", None) or {})})
+
+
+@signals.task_rejected.connect
+def _on_rejected(sender=None, message=None, exc=None, **_):
+    headers = dict(getattr(message, "headers", None) or {})
+    dead_letter_refused({"task": headers.get("task"), "id": headers.get("id"), "headers": headers,
+                         "error": f"rejected: {type(exc).__name__}: {exc}" if exc else "rejected: unknown message format"})

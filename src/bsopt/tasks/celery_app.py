@@ -9,7 +9,9 @@ Delivery: Redis broker, results in another Redis database. `acks_late` with
 lost; prefetch 1, so a long training job does not hold quick ones hostage. Failures: transient
 ones (the database or Redis away) retry with exponential backoff; a task that still fails, or
 whose arguments can never work (a poison message), goes to the dead-letter list
-`bsopt:dead-letter` in Redis with its arguments and the error, and is not retried.
+`bsopt:dead-letter` in Redis with its arguments and the error, and is not retried. A message that
+is no task at all (not JSON, a body that does not decode, an unknown task name) is dead-lettered
+too, and the worker goes on (bsopt.tasks.transport, bsopt.tasks.base).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ app.conf.update(
     # a message whose visibility timeout passes is redelivered: longer than the longest task
     broker_transport_options={"visibility_timeout": 3600},
     worker_hijack_root_logger=False,
+    # kombu's Redis transport, plus a dead letter for items that are no message envelope
+    broker_transport="bsopt.tasks.transport:Transport",
 )
 
 # What the API may submit: public name -> registered task name.
