@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_lock_export)
     # Each part registers its own subcommands, so this file stays a table of contents.
     for module in ("fxstack.workflow.commands", "fxstack.stack.commands", "fxstack.workflow.gc",
-                   "fxstack.workflow.sbom"):
+                   "fxstack.workflow.sbom", "fxstack.cluster.commands"):
         __import__(module, fromlist=["register"]).register(sub)
     return parser
 
