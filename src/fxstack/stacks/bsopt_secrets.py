@@ -1,11 +1,74 @@
 """bsopt's secrets: the keys `up` generates in compose/bsopt.env and the secret files derived from
 them for Compose's `secrets:` (same convention as fxstack.envfile.SECRET_FILES: file name ->
-content from the env file's values, no trailing newline)."""
+content from the env file's values, no trailing newline). compose/bsopt.yml mounts each file
+under /run/secrets/<name> in the services that read it; every name starts with `bsopt_`, so the
+two stacks' files can share one secrets directory.
+
+Redis: the default user is off and every client logs in as its own ACL user with the commands it
+sends and nothing else (seen in Redis' ACL LOG while the stack's tests ran):
+- api: publishes Celery jobs and reads their results, lists dead letters, queues scrape requests;
+- worker: consumes the Celery queues, stores results, answers the health check's ping (pidbox);
+- scraper: waits for scrape requests, stores their status, publishes the implied-volatility job;
+- probe: the health check's PING.
+"""
 
 from __future__ import annotations
 
 from typing import Callable
 
-SECRET_KEYS: tuple[str, ...] = ("BSOPT_POSTGRES_PASSWORD", "BSOPT_DB_PASSWORD", "BSOPT_UNUSED_DB_PASSWORD")
+from ..envfile import redis_acl
 
-SECRET_FILES: dict[str, Callable[[dict[str, str]], str]] = {}
+SECRET_KEYS: tuple[str, ...] = (
+    "BSOPT_POSTGRES_PASSWORD",      # the `postgres` superuser (db-init creates the role below)
+    "BSOPT_DB_PASSWORD",            # the `bsopt` role the services log in as
+    # The Postgres image's entrypoint (shared with the FX stack) creates the roles `airflow` and
+    # `mlflow` on a new cluster and needs a password for each; bsopt gives them this one, tells
+    # nobody, and db-init drops the roles and their databases again.
+    "BSOPT_UNUSED_DB_PASSWORD",
+    "BSOPT_REDIS_API_PASSWORD",
+    "BSOPT_REDIS_WORKER_PASSWORD",
+    "BSOPT_REDIS_SCRAPER_PASSWORD",
+    "BSOPT_REDIS_PROBE_PASSWORD",
+)
+
+# What a Celery client sends, whichever side it is on: a connection (AUTH/HELLO, SELECT of the
+# results database), kombu's queue bindings (a set per exchange), and transactions (kombu and
+# redis-py pipelines are MULTI/EXEC).
+_CELERY_CLIENT = "+@connection +select +multi +exec +discard +sadd +smembers +exists"
+# A producer: LPUSH of the job onto its queue, and the result backend's per-job channel (Celery
+# subscribes when a job is sent, and reads the state with GET).
+_PRODUCER = f"{_CELERY_CLIENT} +lpush +get +mget +subscribe +unsubscribe +publish"
+
+REDIS_USERS: dict[str, tuple[str, str]] = {
+    # user: (password key, ACL rules)
+    "api": ("BSOPT_REDIS_API_PASSWORD",
+            f"~* &* -@all {_PRODUCER} +lrange +set +rpush"),
+    "worker": ("BSOPT_REDIS_WORKER_PASSWORD",
+               f"~* &* -@all {_PRODUCER} +brpop +rpush +llen +del +set +setex +expire +psubscribe "
+               "+punsubscribe +zadd +zrem +zrevrangebyscore +zrangebyscore +hset +hget +hdel +hmget "
+               "+srem +watch +unwatch"),
+    "scraper": ("BSOPT_REDIS_SCRAPER_PASSWORD",
+                f"~* &* -@all {_PRODUCER} +blpop +set"),
+    "probe": ("BSOPT_REDIS_PROBE_PASSWORD", "-@all +ping"),
+}
+
+
+def database_url(values: dict[str, str]) -> str:
+    return f"postgresql://bsopt:{values['BSOPT_DB_PASSWORD']}@postgres:5432/bsopt"
+
+
+SECRET_FILES: dict[str, Callable[[dict[str, str]], str]] = {
+    # the Postgres entrypoint reads POSTGRES_PASSWORD_FILE, db-init logs in with it
+    "bsopt_postgres_password": lambda v: v["BSOPT_POSTGRES_PASSWORD"],
+    "bsopt_postgres_unused_password": lambda v: v["BSOPT_UNUSED_DB_PASSWORD"],
+    # db-init sets the `bsopt` role's password from this file (psql reads it, no command line)
+    "bsopt_db_password": lambda v: v["BSOPT_DB_PASSWORD"],
+    # BSOPT_DATABASE_URL_FILE of the api, the worker and the scraper (bsopt.common.settings)
+    "bsopt_database_url": database_url,
+    "bsopt_redis_users_acl": lambda v: redis_acl(v, REDIS_USERS),
+    "bsopt_redis_probe_password": lambda v: v["BSOPT_REDIS_PROBE_PASSWORD"],
+    # BSOPT_REDIS_PASSWORD_FILE, one per client (each service is its own Redis user)
+    "bsopt_redis_api_password": lambda v: v["BSOPT_REDIS_API_PASSWORD"],
+    "bsopt_redis_worker_password": lambda v: v["BSOPT_REDIS_WORKER_PASSWORD"],
+    "bsopt_redis_scraper_password": lambda v: v["BSOPT_REDIS_SCRAPER_PASSWORD"],
+}
