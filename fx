@@ -4,12 +4,14 @@
 #   ./fx check         the default test suite (unit + integration; not slow, not gpu)
 #   ./fx check-nix-real  the flake with the real nix2container/poetry2nix (after ./fx nix-seed DIR...)
 #   ./fx bench | bench-stack | bench-bsopt   the benchmarks (builder vs Dockerfiles; the running stack; bsopt)
+#   ./fx host-packages [--update]   the host's Debian packages against requirements/debian-host.lock
 #   ./fx <anything>    any other fxstack command (build, load, status, logs, down, test, specs ...)
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 case "${1:-}" in check*) export FX_WITH_TESTS=1 ;; esac
 "$root/scripts/bootstrap.sh"
 export PATH="$root/.venv/bin:$PATH"
+export FXSTACK_CLI="${FXSTACK_CLI:-$0}"
 cd "$root"
 case "${1:-}" in
   # Under check, a test whose prerequisite is missing fails rather than skips (tests/conftest.py).
@@ -18,6 +20,7 @@ case "${1:-}" in
   check-gpu) shift; exec "$root/.venv/bin/python" -m pytest -m "gpu" "$@" ;;
   check-nix-real) shift; exec "$root/.venv/bin/python" -m pytest -m nixreal tests/nix "$@" ;;
   nix-seed) shift; exec "$root/.venv/bin/python" "$root/tests/nix/realinputs.py" seed "$@" ;;
+  host-packages) shift; exec python3 "$root/scripts/host_packages.py" "$@" ;;
   bench) shift; exec "$root/.venv/bin/python" "$root/bench/bench.py" "$@" ;;
   bench-stack) shift; exec "$root/.venv/bin/python" "$root/bench/stack_bench.py" "$@" ;;
   bench-bsopt) shift; exec "$root/.venv/bin/python" "$root/bench/bsopt_bench.py" "$@" ;;

@@ -6,41 +6,40 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-# Debian 12 versions this project is tested with (see README, "Pins").
-APT_PACKAGES=(
-  docker.io=20.10.24+dfsg1-1+deb12u1+b6
-  mmdebstrap=1.3.5-7
-  eatmydata=130-2
-  shellcheck=0.9.0-1
-  docker-registry=2.8.2+ds1-1
-  nix-bin=2.8.0-1.1+b1
-  postgresql-15=15.18-0+deb12u1
-  redis-server=5:7.0.15-1~deb12u10
-  wrk=4.1.0-3+b2
-  binutils=2.40-2
-  # bsopt's scraper tests drive Debian's Chromium on the host too (the image has its own)
-  chromium=156.0.8078.108-1~deb12u1
-)
-
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
-missing=()
-for spec in "${APT_PACKAGES[@]}"; do
-  name=${spec%%=*}; want=${spec#*=}
-  have=$(dpkg-query -W -f='${Version}' "$name" 2>/dev/null || true)
-  [ "$have" = "$want" ] || missing+=("$spec")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || { say "need root to apt-get install: ${missing[*]}"; exit 1; }
-  say "installing Debian packages: ${missing[*]}"
-  apt-get update -q >/dev/null
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/fx-apt.log 2>&1; then
-    # The mirror may have moved past a pinned version: fall back to its current one, loudly.
-    say "pinned versions unavailable (see /tmp/fx-apt.log); installing the mirror's current versions"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]%%=*}" >>/tmp/fx-apt.log 2>&1
+# Debian packages, held to requirements/debian-host.lock by the rule of scripts/host_packages.py:
+# the installed version is the locked one, or the one a re-resolve recorded in the drift file
+# for this locked version (not under FXSTACK_FROZEN=1). Checked here with one dpkg-query, so a
+# warm ./fx starts no Python and no apt; anything else goes to host_packages.py, under a lock
+# so that two ./fx started together do not both run apt.
+host_lock=${FXSTACK_HOST_LOCK:-$root/requirements/debian-host.lock}
+host_drift=${FXSTACK_HOST_STATE:-/var/lib/fxstack}/host-debian.drift
+host_packages_ok() {
+  local -A want=() accept=() have=()
+  local name version _rest locked now status
+  while read -r name version _rest; do
+    [[ -z $name || $name == \#* ]] && continue
+    want[$name]=$version
+  done <"$host_lock"
+  if [[ ${FXSTACK_FROZEN:-} == "" || ${FXSTACK_FROZEN:-} == 0 ]] && [[ -r $host_drift ]]; then
+    while IFS=$'\t' read -r name locked now _rest; do
+      [[ $name == \#* ]] && continue
+      [[ ${want[$name]:-} == "$locked" ]] && accept[$name]=$now
+    done <"$host_drift"
   fi
-  # The packaged services must not hold the ports the stack publishes or tests use.
-  for svc in redis-server postgresql; do systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true; done
+  while IFS=$'\t' read -r name version status; do
+    [[ $status == ii* ]] && have[$name]=$version
+  done < <(dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' "${!want[@]}" 2>/dev/null)
+  for name in "${!want[@]}"; do
+    [[ ${have[$name]:-} == "${want[$name]}" ]] && continue
+    [[ -n ${have[$name]:-} && ${have[$name]} == "${accept[$name]:-}" ]] && continue
+    return 1
+  done
+}
+if ! host_packages_ok; then
+  mkdir -p /run/lock 2>/dev/null || true
+  flock /run/lock/fxstack-host-packages.lock python3 "$root/scripts/host_packages.py" ensure
 fi
 
 venv="$root/.venv"
