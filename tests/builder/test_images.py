@@ -195,6 +195,7 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
     # A registry of its own, empty, while dockerd already holds the unchanged image (as after
     # a fresh clone on a machine that built it before): `load_images` must fill the registry
     # anyway, or this reload would upload every layer the registry lacks (CI once saw 75 MB).
+    from fxstack.load.engine import Engine
     from fxstack.load.loader import docker_client, load_images, load_via_registry
     from fxstack.load.registry import LocalRegistry
 
@@ -207,7 +208,7 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
         assert any("copied into the local registry" in m for m in messages), messages
         assert registry.holds(builder.store, original.manifest_digest)
         manifest = json.loads(copy_builder.store.path(changed.manifest_digest).read_bytes())
-        loaded = load_via_registry(copy_builder, changed, docker_client(), registry, lambda m: None)
+        loaded = load_via_registry(copy_builder, changed, Engine(), registry, lambda m: None)
     finally:
         registry.stop()
     assert loaded.uploaded == changed.layers[-1].size + manifest["config"]["size"]

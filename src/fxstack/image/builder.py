@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import FxError
-from ..lock.poetry_lock import LockedFile, PoetryLock
 from ..paths import repo_root, state_dir
 from ..specs import ImageSpec, load_specs
 from . import oci, runtime
@@ -21,6 +21,9 @@ from .settings import BUILDER_VERSION, MAX_LAYERS, TREE_VERSION
 from .store import BlobStore, KeyedCache, inputs_key, state_lock
 from .tarball import Entry, merge_entries, tree_entries, write_tar
 from .wheels import DistCache, build_pure_wheel, install_tree, tree_key
+
+if TYPE_CHECKING:  # parsing the lock (and importing `packaging` for it) waits until a build needs it
+    from ..lock.poetry_lock import LockedFile, PoetryLock
 
 
 @dataclass
@@ -69,17 +72,40 @@ class Builder:
 
     def __post_init__(self) -> None:
         self.specs = load_specs(self.root)
-        self.lock = PoetryLock(self.root / "poetry.lock", self.root / "pyproject.toml")
+        self._lock: PoetryLock | None = None
+        self._plan_inputs: str | None = None
         cache = self.cache or cache_dir(self.state)
+        # The exact bytes the package layers follow from. A pair the checks passed once is
+        # recorded (cache/plans), so a rebuild skips parsing a lock it already knows; any
+        # other pair is parsed and checked here, before anything is written.
+        self._sources = [hashlib.sha256((self.root / f).read_bytes()).hexdigest()
+                         if (self.root / f).is_file() else None for f in ("poetry.lock", "pyproject.toml")]
+        checked_key = inputs_key("lock-checked", self._sources)
+        known = (cache / "plans" / f"{checked_key}.json").is_file()
+        if not known:
+            self.lock  # noqa: B018 (raises on a stale or broken lock)
         self.store = BlobStore(self.state / "oci")
         self.dists = DistCache(cache / "dist")
         self.sdist_wheels = cache / "sdist-wheels"
         self.trees = cache / "trees"
         self.layer_cache = KeyedCache(cache / "layers")
+        self.plan_cache = KeyedCache(cache / "plans")
         self.rootfs_cache = KeyedCache(cache / "rootfs")
         self.debian_lock = DebianLock(self.root / "images" / "debian.lock")
         self.rootfs = RootfsBuilder(self.store, self.rootfs_cache, self.debian_lock, cache,
                                     frozen=self.frozen, update_lock=self.update_debian_lock, log=self.log)
+        if not known:
+            self.plan_cache.put(checked_key, {"poetry.lock": self._sources[0], "pyproject.toml": self._sources[1]})
+
+    @property
+    def lock(self) -> PoetryLock:
+        """poetry.lock, parsed and checked against pyproject.toml on first use: a rebuild whose
+        package layers are all known (see _cached_plan) never needs it."""
+        if self._lock is None:
+            from ..lock.poetry_lock import PoetryLock
+
+            self._lock = PoetryLock(self.root / "poetry.lock", self.root / "pyproject.toml")
+        return self._lock
 
     # -- selection ------------------------------------------------------------------
 
@@ -115,6 +141,31 @@ class Builder:
         if f.is_wheel:
             return path
         return build_pure_wheel(path, f, self.sdist_wheels, self.log)
+
+    def _plan_key(self, name: str) -> str:
+        """What decides an image's package layers: the exact bytes of poetry.lock and
+        pyproject.toml, every Python image's groups (the layer classes span them all) and how
+        layers are made. The lock passed its consistency checks when the entry was written."""
+        if self._plan_inputs is None:
+            groups = sorted((s.name, list(s.groups)) for s in self.specs.values()
+                            if s.kind == "python" and s.portable)
+            self._plan_inputs = inputs_key(
+                BUILDER_VERSION, TREE_VERSION, MAX_LAYERS, self.compile_bytecode,
+                sys.version_info[:2] if self.compile_bytecode else None, groups, self._sources)
+        return inputs_key("plan", name, self._plan_inputs)
+
+    def _cached_plan(self, chosen: list[ImageSpec]) -> dict[str, list[oci.Layer]] | None:
+        """The package layers of every chosen Python image, when a build from the same lock
+        recorded them and the store still holds them all; else None (the full walk)."""
+        plan = {}
+        for spec in chosen:
+            if spec.kind != "python":
+                continue
+            hit = self.plan_cache.get(self._plan_key(spec.name))
+            if hit is None or not all(self.store.has(l["digest"]) for l in hit["layers"]):
+                return None
+            plan[spec.name] = [oci.Layer(l["digest"], l["size"], l["comment"]) for l in hit["layers"]]
+        return plan
 
     def _package_layer(self, files: list[LockedFile]) -> tuple[oci.Layer, bool]:
         key = inputs_key("packages", BUILDER_VERSION, TREE_VERSION, self.compile_bytecode,
@@ -165,10 +216,12 @@ class Builder:
 
     def _build(self, names: list[str] | None, *, include_gpu: bool) -> list[BuiltImage]:
         chosen = self.select(names, include_gpu=include_gpu)
-        per_image, classes = ({}, []) if not any(s.kind == "python" for s in chosen) \
-            else self._package_classes()
-        needed = {f for s in chosen if s.kind == "python" for f in per_image[s.name]}
-        self.dists.fetch(needed, self.log, self.lock.lock_path)
+        plan = self._cached_plan(chosen)
+        if plan is None:
+            per_image, classes = ({}, []) if not any(s.kind == "python" for s in chosen) \
+                else self._package_classes()
+            needed = {f for s in chosen if s.kind == "python" for f in per_image[s.name]}
+            self.dists.fetch(needed, self.log, self.lock.lock_path)
         built, refs = [], {}
         for spec in chosen:
             started = time.monotonic()
@@ -177,11 +230,18 @@ class Builder:
             layers = [oci.Layer(rootfs["digest"], rootfs["size"],
                                 "debian: " + " ".join(spec.packages.get("debian", ())))]
             cached = 0
-            if spec.kind == "python":
+            if spec.kind == "python" and plan is not None:
+                layers += plan[spec.name]
+                cached = len(plan[spec.name])
+            elif spec.kind == "python":
+                packages = []
                 for files in layers_for(spec.name, classes):
                     layer, hit = self._package_layer(files)
-                    layers.append(layer)
+                    packages.append(layer)
                     cached += hit
+                self.plan_cache.put(self._plan_key(spec.name), {"layers": [
+                    {"digest": l.digest, "size": l.size, "comment": l.comment} for l in packages]})
+                layers += packages
             app = self._app_layer(spec)
             if app:
                 layers.append(app)

@@ -14,13 +14,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..errors import FxError
-from ..lock.poetry_lock import LockedFile
-from ..lock.target import platforms
 from .settings import INTERPRETER, SCRIPTS, SITE_PACKAGES, SOURCE_DATE_EPOCH, TREE_VERSION
 from .store import sha256_file
+
+if TYPE_CHECKING:  # the lock's modules import `packaging`: a rebuild from known layers needs neither
+    from ..lock.poetry_lock import LockedFile
 
 
 class DistCache:
@@ -49,6 +50,8 @@ class DistCache:
                    "--disable-pip-version-check", "--dest", str(Path(tmp) / "out"),
                    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
                    "--abi", "abi3", "--abi", "none", "-r", str(req)]
+            from ..lock.target import platforms
+
             for plat in platforms():
                 cmd += ["--platform", plat]
             cmd += ["--platform", "any"]

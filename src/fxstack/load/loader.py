@@ -17,6 +17,7 @@ from ..docker_api import client as docker_client
 from ..errors import FxError
 from ..reclaim import Freed
 from ..envfile import read_env
+from .engine import Engine
 from .registry import LocalRegistry
 
 
@@ -36,16 +37,6 @@ def write_images_env(state: Path, refs: dict[str, str]) -> Path:
     return path
 
 
-def _present(client, ref: str) -> bool:
-    from docker.errors import ImageNotFound
-
-    try:
-        client.images.get(ref)
-        return True
-    except ImageNotFound:
-        return False
-
-
 @dataclass(frozen=True)
 class RegistryLoad:
     """What one registry load copied: bytes uploaded into the local registry (blobs it lacked)
@@ -55,23 +46,21 @@ class RegistryLoad:
     pulled_layers: int
 
 
-def load_via_registry(builder: Builder, image: BuiltImage, client, registry: LocalRegistry,
+def load_via_registry(builder: Builder, image: BuiltImage, engine: Engine, registry: LocalRegistry,
                       log: Callable[[str], None]) -> RegistryLoad:
     uploaded = registry.push(builder.store, image.name, image.tag, image.manifest_digest, log)
     remote = f"{registry.host}/{image.name}"
     pulled = 0
     try:
         # dockerd reports "Already exists" for a layer it has and "Pull complete" for each one
-        # it had to fetch; errors can arrive inside the stream as well as raised.
-        for event in client.api.pull(remote, tag=image.tag, stream=True, decode=True):
-            if "error" in event:
-                raise RuntimeError(event["error"])
+        # it had to fetch; errors can arrive inside the stream as well as in the status.
+        for event in engine.pull(remote, image.tag):
             pulled += event.get("status") == "Pull complete"
-    except Exception as exc:  # docker.errors.APIError and transport errors alike
-        raise FxError(f"docker could not pull {remote}:{image.tag}: {exc}", where=image.name,
+    except FxError as exc:
+        raise FxError(f"docker could not pull {remote}:{image.tag}: {exc.message}", where=image.name,
                       hint="retry with `fxstack load --method docker-load`") from exc
-    client.api.tag(f"{remote}:{image.tag}", image.name, image.tag)
-    client.api.remove_image(f"{remote}:{image.tag}", noprune=True)
+    engine.tag(f"{remote}:{image.tag}", image.name, image.tag)
+    engine.untag(f"{remote}:{image.tag}")
     return RegistryLoad(uploaded, pulled)
 
 
@@ -116,20 +105,20 @@ def load_images(builder: Builder, images: list[BuiltImage], *, method: str = "re
                 log: Callable[[str], None] | None = None,
                 registry: LocalRegistry | None = None) -> dict[str, str]:
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    client = docker_client(timeout=600)
+    engine = Engine()
     registry = registry or LocalRegistry(builder.state)
     refs = {}
     with state_lock(builder.state, exclusive=False):
         for image in images:
-            refs[image.name] = _load_one(builder, image, client, method, registry, log)
+            refs[image.name] = _load_one(builder, image, engine, method, registry, log)
     write_images_env(builder.state, refs)
     return refs
 
 
-def _load_one(builder: Builder, image: BuiltImage, client, method: str, registry: LocalRegistry,
+def _load_one(builder: Builder, image: BuiltImage, engine: Engine, method: str, registry: LocalRegistry,
               log: Callable[[str], None]) -> str:
     started = time.monotonic()
-    if _present(client, image.ref):
+    if engine.has_image(image.ref):
         log(f"{image.name}: {image.ref} already in Docker")
         # dockerd may have it from another checkout or state directory: the registry must
         # still hold its layers, or the next code change would upload them all.
@@ -142,7 +131,7 @@ def _load_one(builder: Builder, image: BuiltImage, client, method: str, registry
         return image.ref
     if method == "registry":
         registry.ensure_running()
-        sent = load_via_registry(builder, image, client, registry, log).uploaded
+        sent = load_via_registry(builder, image, engine, registry, log).uploaded
     else:
         sent = load_via_docker_load(builder, image, log)
     log(f"{image.name}: loaded {image.ref} ({sent / 1e6:.1f} MB sent, "

@@ -14,12 +14,11 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-import requests
-
 from ..image.oci import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from ..image.store import BlobStore, atomic_write_bytes
 from ..errors import FxError
 from ..poll import TimedOut, poll
+from .http import Response, Session
 from ..reclaim import Freed
 
 
@@ -45,14 +44,14 @@ class LocalRegistry:
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.host = f"127.0.0.1:{port}"
-        self.session = requests.Session()
+        self.session = Session(self.base)
         self._mounts_path = self.dir / "blob-repos.json"
         self._running = False
 
     def _up(self) -> bool:
         try:
             return self.session.get(self.base + "/v2/", timeout=1).status_code == 200
-        except requests.RequestException:
+        except OSError:
             return False
 
     def ensure_running(self) -> None:
@@ -112,7 +111,7 @@ class LocalRegistry:
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
-    def _check(self, resp: requests.Response, what: str) -> requests.Response:
+    def _check(self, resp: Response, what: str) -> Response:
         if resp.status_code >= 400:
             raise FxError(f"registry refused {what}: HTTP {resp.status_code} {resp.text[:300]}",
                           where=self.host)
