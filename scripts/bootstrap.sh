@@ -57,11 +57,12 @@ fi
 # the CPU build (this machine's local file); everything else is hash-checked from poetry.lock.
 if [ "${FX_WITH_TESTS:-0}" = 1 ]; then
   tstamp="$venv/.tests.sha256"
-  tsum=$(cat requirements/tests.txt requirements/tests-torch.txt | sha256sum | cut -d' ' -f1)
+  tsum=$(cat requirements/tests.txt requirements/tests-torch.txt requirements/cluster.txt | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$tstamp" 2>/dev/null)" != "$tsum" ]; then
     say "installing the services' test dependencies into .venv"
     pipi -r requirements/tests-torch.txt
     pipi --no-deps --require-hashes -r requirements/tests.txt
+    pipi --no-deps --require-hashes -r requirements/cluster.txt
     echo "$tsum" > "$tstamp"
   fi
 fi
