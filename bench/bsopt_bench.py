@@ -66,18 +66,16 @@ def scrapes(api: str, n: int = 3) -> list[float]:
     return out
 
 
-def dev_reload(n: int = 3) -> list[float]:
+def dev_reload(target, n: int = 3) -> list[float]:
     """Development mode from a copy of the checkout: edit /health, time until it is served."""
-    from fxstack.paths import state_dir
-    from fxstack.stack import bsopt
+    from fxstack.stack import lifecycle
 
     copy = Path(tempfile.mkdtemp(prefix="bsopt-dev-"))
     shutil.copytree(ROOT / "compose", copy / "compose", ignore=shutil.ignore_patterns("*.env", "secrets"))
     shutil.copytree(ROOT / "src" / "bsopt", copy / "src" / "bsopt", ignore=shutil.ignore_patterns("__pycache__"))
-    os.environ["FXSTACK_STATE"] = str(state_dir())
-    os.environ["FXSTACK_ROOT"] = str(copy)
-    bsopt.up(build=False, timeout=300, dev=True, out=sys.stderr)
-    api = bsopt.service_urls()["api"]
+    dev = target.but(root=copy, variants=("dev",))
+    lifecycle.up(dev, build=False, timeout=300, out=sys.stderr)
+    api = dev.urls(["api"])["api"]
     main = copy / "src" / "bsopt" / "api" / "main.py"
     original = main.read_text()
     out = []
@@ -106,14 +104,15 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="leave the bench project running")
     args = parser.parse_args()
 
-    from fxstack.stack import bsopt, bsopt_e2e, lifecycle, projects
+    from fxstack.stack import lifecycle
     from fxstack.stack.docker_state import free_port
+    from fxstack.stack.target import Target
+    from fxstack.stacks.bsopt import BSOPT
     from fxstack.workflow.ensure import ensure_images
 
-    os.environ.setdefault("FXSTACK_PROJECT", "bsopt-bench")
-    os.environ["FXSTACK_ENV_FILE"] = str(Path(tempfile.mkdtemp(prefix="bsopt-bench-")) / "bsopt.env")
-    os.environ["BSOPT_API_PORT"], os.environ["BSOPT_PRICING_PORT"] = str(free_port()), str(free_port())
-    projects.select("bsopt")
+    target = Target(BSOPT, project=os.environ.get("FXSTACK_PROJECT") or "bsopt-bench",
+                    env_file=Path(tempfile.mkdtemp(prefix="bsopt-bench-")) / "bsopt.env",
+                    overrides={"BSOPT_API_PORT": str(free_port()), "BSOPT_PRICING_PORT": str(free_port())})
     ensure_images(list(IMAGES) + ["postgres", "redis"], progress=lambda m: print(m, file=sys.stderr))
     # sizes and sharing from the builder's own manifests (a no-op build when nothing changed)
     from fxstack.image.builder import Builder
@@ -129,14 +128,14 @@ def main() -> int:
                     "bsopt_layers": len(bsopt_layers), "bsopt_layers_shared_with_fx": len(bsopt_layers & fx_layers),
                     "cores": os.cpu_count()}
     try:
-        lifecycle.down(volumes=True, out=sys.stderr)
-        up = bsopt.up(build=False, timeout=600, out=sys.stderr)
+        lifecycle.down(target, volumes=True, out=sys.stderr)
+        up = lifecycle.up(target, build=False, timeout=600, out=sys.stderr)
         result["healthy_s"] = up.seconds
         result["per_service_ready_s"] = {k: round(v, 1) for k, v in up.became_ready.items()}
-        e2e = bsopt_e2e.run(out=sys.stderr)
+        e2e = lifecycle.test(target, out=sys.stderr)
         result.update(end_to_end_s=e2e["end_to_end_s"], e2e_scrape_s=e2e["scrape_s"],
                       train_to_served_s=e2e["train_to_served_s"])
-        api = bsopt.service_urls()["api"]
+        api = target.urls(["api"])["api"]
         if args.warmup:
             wrk_price(api, args.warmup, args.connections)
         result["price_load"] = wrk_price(api, args.seconds, args.connections)
@@ -148,12 +147,11 @@ def main() -> int:
         result["batch_10k_greeks_ms"] = result["batch_10k_greeks"]["median_ms"]
         result["scrapes_s"] = scrapes(api)
         result["scrape_s"] = statistics.median(result["scrapes_s"])
-        result["dev_reloads_s"] = dev_reload()
+        result["dev_reloads_s"] = dev_reload(target)
         result["dev_reload_s"] = statistics.median(result["dev_reloads_s"])
     finally:
         if not args.keep:
-            os.environ.pop("FXSTACK_COMPOSE_FILES", None)
-            lifecycle.down(volumes=True, out=sys.stderr)
+            lifecycle.down(target, volumes=True, out=sys.stderr)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{time.strftime('%Y-%m-%d')}-bsopt.json"

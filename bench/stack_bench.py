@@ -30,14 +30,15 @@ def wrk_predict(api: str, pair: str, seconds: int, connections: int) -> dict:
     return wrk_post(f"{api}/predict", {"pair": pair}, seconds, connections)
 
 
-def first_predicts_after_restart(count: int, out) -> dict:
+def first_predicts_after_restart(target, count: int, out) -> dict:
     """`down` (volumes kept) and `up`, then `count` POST /predict at once, each on a new
     connection: with a model registered, `up` returns only when every worker serves it."""
-    from fxstack.stack import e2e, lifecycle
+    from fxstack.stack import lifecycle
+    from fxstack.stacks import fx_e2e as e2e
 
-    lifecycle.down(volumes=False, out=out)
-    up = lifecycle.up(build=False, out=out)
-    ep = e2e.endpoints()
+    lifecycle.down(target, volumes=False, out=out)
+    up = lifecycle.up(target, build=False, out=out)
+    ep = e2e.endpoints(target)
     answers = []
     for _ in range(count):
         t0 = time.perf_counter()
@@ -67,22 +68,25 @@ def main() -> int:
                     help="after the loads: down + up (volumes kept), then this many POST /predict at "
                          "once, each on a new connection (0: skip)")
     args = ap.parse_args()
-    os.environ["FXSTACK_PROJECT"] = "fxstack-bench"
-    os.environ["FXSTACK_ENV_FILE"] = str(Path(tempfile.mkdtemp(prefix="fxstack-bench-")) / "secrets.env")
-    for var in PORT_VARS:
-        os.environ[var] = str(free_port())
-    from fxstack.stack import e2e, lifecycle
+    from fxstack.stack import lifecycle
+    from fxstack.stack.target import Target
+    from fxstack.stacks import fx_e2e as e2e
+    from fxstack.stacks.fx import FX
+
+    target = Target(FX, project="fxstack-bench",
+                    env_file=Path(tempfile.mkdtemp(prefix="fxstack-bench-")) / "secrets.env",
+                    overrides={var: str(free_port()) for var in PORT_VARS})
 
     out = sys.stderr
     result: dict = {}
     try:
-        lifecycle.down(volumes=True, out=out)
-        up = lifecycle.up(build=not args.no_build, out=out)
+        lifecycle.down(target, volumes=True, out=out)
+        up = lifecycle.up(target, build=not args.no_build, out=out)
         result["images_loaded_to_all_healthy_s"] = round(up.seconds, 1)
-        run = e2e.run(out=out)
+        run = e2e.run(target, out=out)
         result["dag_trigger_to_served_prediction_s"] = round(run.dag_seconds, 1)
         result["model_version"] = run.model_version
-        ep = e2e.endpoints()
+        ep = e2e.endpoints(target)
         if args.warmup:
             # The first-model window: right after the first DAG run one worker serves the new
             # model and the others load it in the background (answering 503 at once meanwhile),
@@ -99,7 +103,7 @@ def main() -> int:
 
             def rerun():
                 try:
-                    second["run"] = e2e.run(out=open(os.devnull, "w"))
+                    second["run"] = e2e.run(target, out=open(os.devnull, "w"))
                 except Exception as exc:  # reported in the JSON, the load result still counts
                     second["error"] = f"{type(exc).__name__}: {exc}"
                 finally:
@@ -112,12 +116,12 @@ def main() -> int:
             load["model_version_after"] = getattr(second.get("run"), "model_version", None)
             result["predict_load_during_second_dag"] = load
         if args.restart:
-            result["first_predict_after_down_up"] = first_predicts_after_restart(args.restart, out)
+            result["first_predict_after_down_up"] = first_predicts_after_restart(target, args.restart, out)
         result["docker_proxy_in_path"] = docker_proxy_running()
         result["cpus"] = os.cpu_count()
     finally:
         if not args.keep:
-            lifecycle.down(volumes=True, out=out)
+            lifecycle.down(target, volumes=True, out=out)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     load = result.get("predict_load", {})

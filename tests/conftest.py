@@ -71,29 +71,35 @@ def _free_port(taken: set[int] = set()) -> int:
     raise RuntimeError("no free port in 20000-32000 on 127.0.0.1")
 
 
+def stack_target(stack_def, project: str, env_file, port_vars, **kw):
+    """A Target of its own for a test stack: its project, its env file (and secrets beside it)
+    and free ports, passed as overrides (nothing is written to os.environ)."""
+    from fxstack.stack.target import Target
+
+    return Target(stack_def, project=project, env_file=env_file,
+                  overrides={var: str(_free_port()) for var in port_vars}, **kw)
+
+
 @pytest.fixture(scope="session")
 def stack(docker_client, tmp_path_factory):
-    """The running test stack: {'up': WaitResult, 'project': name, 'env_file': path}."""
+    """The running test stack: {'up': WaitResult, 'project': name, 'env_file': path, 'target': Target}."""
     from fxstack.paths import state_dir
     from fxstack.stack import lifecycle
+    from fxstack.stacks.fx import FX
 
-    saved = {k: os.environ.get(k) for k in ("FXSTACK_PROJECT", "FXSTACK_ENV_FILE", *PORT_VARS)}
     env_file = tmp_path_factory.mktemp("stack") / "secrets.env"
     # A hand-set admin password that starts with '-': `up` keeps it and appends the other keys.
     # The e2e test logs into Airflow's API with it, so airflow-init must have passed it through
     # as a value, not an option (a generated one that started with '-' once broke CI).
     env_file.write_text("AIRFLOW_ADMIN_PASSWORD=-dash-first-Zq8v3kP0mW7xT2yL5nB9\n")
     env_file.chmod(0o600)
-    os.environ["FXSTACK_PROJECT"] = os.environ.get("FXSTACK_TEST_PROJECT", "fxstack-it")
-    os.environ["FXSTACK_ENV_FILE"] = str(env_file)
-    for var in PORT_VARS:
-        os.environ[var] = str(_free_port())
+    target = stack_target(FX, os.environ.get("FXSTACK_TEST_PROJECT", "fxstack-it"), env_file, PORT_VARS)
     build = os.environ.get("FXSTACK_TEST_NO_BUILD") != "1"
     try:
-        lifecycle.down(volumes=True, out=sys.stderr)  # from nothing
+        lifecycle.down(target, volumes=True, out=sys.stderr)  # from nothing
         t0 = time.monotonic()
-        result = lifecycle.up(build=build, timeout=float(os.environ.get("FXSTACK_TEST_UP_TIMEOUT", "900")),
-                              out=sys.stderr)
+        result = lifecycle.up(target, build=build,
+                              timeout=float(os.environ.get("FXSTACK_TEST_UP_TIMEOUT", "900")), out=sys.stderr)
         record = {"images_loaded_to_all_healthy_s": round(result.seconds, 1),
                   "up_including_image_check_s": round(time.monotonic() - t0, 1),
                   "per_service_ready_s": {k: round(v, 1) for k, v in sorted(result.became_ready.items())},
@@ -104,15 +110,11 @@ def stack(docker_client, tmp_path_factory):
         except OSError:
             pass
         print(f"\nstack up: {json.dumps(record)}", file=sys.stderr)
-        yield {"up": result, "project": os.environ["FXSTACK_PROJECT"], "env_file": env_file, "timings": record}
+        yield {"up": result, "project": target.project_name, "env_file": env_file, "timings": record,
+               "target": target}
     finally:
         if os.environ.get("FXSTACK_KEEP_STACK") != "1":
             try:
-                lifecycle.down(volumes=True, out=sys.stderr)
+                lifecycle.down(target, volumes=True, out=sys.stderr)
             except Exception as exc:  # teardown must not hide the test result
                 print(f"teardown: {exc}", file=sys.stderr)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

@@ -10,19 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fxstack.stack import compose, projects
+from fxstack.stack import compose
+from fxstack.stack.target import Target
+from fxstack.stacks import registry
+from fxstack.stacks.bsopt import BSOPT
+from fxstack.stacks.fx import FX
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 DOC = yaml.safe_load((REPO / "compose" / "bsopt.yml").read_text())
 LONG_RUNNING = {"postgres", "redis", "quote-board", "api", "neural-pricing", "worker", "scraper"}
-
-
-@pytest.fixture
-def bsopt_selected(monkeypatch):
-    for var in ("FXSTACK_STACK", "FXSTACK_PROJECT", "FXSTACK_ENV_FILE", "FXSTACK_COMPOSE_FILES"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("FXSTACK_STACK", "bsopt")
 
 
 def test_project_services_and_images_from_images_env():
@@ -53,7 +50,7 @@ def test_ports_only_on_loopback_and_movable():
 
 def test_secrets_come_from_the_env_file_only():
     text = (REPO / "compose" / "bsopt.yml").read_text()
-    for key in projects.BSOPT.secrets:
+    for key in BSOPT.secret_keys:
         assert f"${{{key}:?" in text
     for name, svc in DOC["services"].items():
         for key, value in (svc.get("environment") or {}).items():
@@ -61,28 +58,31 @@ def test_secrets_come_from_the_env_file_only():
                 assert "${BSOPT_" in str(value) and ":?" in str(value), (name, key, value)
 
 
-def test_no_argument_is_the_fx_stack(monkeypatch):
-    for var in ("FXSTACK_STACK", "FXSTACK_PROJECT", "FXSTACK_ENV_FILE", "FXSTACK_COMPOSE_FILES"):
-        monkeypatch.delenv(var, raising=False)
-    assert compose.project_name() == "fxstack"
-    assert compose.env_file().name == ".env"
-    assert [f.name for f in compose.compose_files(gpu=True)] == ["docker-compose.yml", "docker-compose.gpu.yml"]
+def test_no_argument_is_the_fx_stack():
+    fx = Target(registry.get(None), variants=("gpu",))
+    assert fx.stack is FX and fx.project_name == "fxstack"
+    assert fx.env_path.name == ".env"
+    assert [f.name for f in fx.files] == ["docker-compose.yml", "docker-compose.gpu.yml"]
 
 
-def test_bsopt_selected(bsopt_selected):
-    assert compose.project_name() == "bsopt"
-    assert compose.env_file() == REPO / "compose" / "bsopt.env"
-    assert [f.name for f in compose.compose_files(gpu=True)] == ["bsopt.yml"]   # no GPU variant
+def test_bsopt_as_a_target():
+    bsopt = Target(registry.get("bsopt"))
+    assert bsopt.project_name == "bsopt"
+    assert bsopt.env_path == REPO / "compose" / "bsopt.env"
+    assert [f.name for f in bsopt.files] == ["bsopt.yml"]
+    assert [f.name for f in bsopt.but(variants=("dev",)).files] == ["bsopt.yml", "bsopt.dev.yml"]
 
 
-def test_unknown_stack_is_refused():
+def test_unknown_stack_or_variant_is_refused():
     from fxstack.errors import FxError
 
     with pytest.raises(FxError, match="no stack named 'nope'"):
-        projects.select("nope")
+        registry.get("nope")
+    with pytest.raises(FxError, match="no variant gpu"):
+        Target(BSOPT, variants=("gpu",))   # no GPU variant
 
 
-def test_compose_accepts_the_file_and_the_dev_override(bsopt_selected, tmp_path):
+def test_compose_accepts_the_file_and_the_dev_override(tmp_path):
     """Compose's own reading of bsopt.yml (+ bsopt.dev.yml): valid, and the dev override mounts
     src/bsopt read-only and reloads."""
     env = {**os.environ, "POSTGRES_IMAGE": "p:1", "REDIS_IMAGE": "r:1", "BSOPT_API_IMAGE": "a:1",

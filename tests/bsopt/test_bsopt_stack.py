@@ -22,8 +22,7 @@ import requests
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = ("bsopt-api", "bsopt-neural-pricing", "bsopt-worker", "bsopt-scraper")
-SAVED = ("FXSTACK_STACK", "FXSTACK_PROJECT", "FXSTACK_ENV_FILE", "FXSTACK_COMPOSE_FILES", "FXSTACK_ROOT",
-         "FXSTACK_STATE", "BSOPT_API_PORT", "BSOPT_PRICING_PORT")
+PORT_VARS = ("BSOPT_API_PORT", "BSOPT_PRICING_PORT")
 
 
 @pytest.fixture(scope="module")
@@ -132,40 +131,33 @@ def test_scraper_sandbox_needs_what_docker_default_seccomp_refuses(refs):
 # ------------------------------------------------------------------ the stack
 @pytest.fixture(scope="module")
 def bsopt_stack(refs, tmp_path_factory):
-    from fxstack.stack import bsopt, lifecycle, projects
+    from fxstack.stack import lifecycle
     from fxstack.stack.docker_state import free_port
+    from fxstack.stack.target import Target
+    from fxstack.stacks.bsopt import BSOPT
 
-    saved = {k: os.environ.get(k) for k in SAVED}
-    os.environ["FXSTACK_PROJECT"] = "bsopt-it"
-    os.environ["FXSTACK_ENV_FILE"] = str(tmp_path_factory.mktemp("bsopt") / "bsopt.env")
-    os.environ["BSOPT_API_PORT"], os.environ["BSOPT_PRICING_PORT"] = str(free_port()), str(free_port())
-    projects.select("bsopt")
+    target = Target(BSOPT, project="bsopt-it", env_file=tmp_path_factory.mktemp("bsopt") / "bsopt.env",
+                    overrides={var: str(free_port()) for var in PORT_VARS})
     try:
-        lifecycle.down(volumes=True, out=sys.stderr)
-        result = bsopt.up(build=False, timeout=600, out=sys.stderr)
-        yield {"up": result}
+        lifecycle.down(target, volumes=True, out=sys.stderr)
+        result = lifecycle.up(target, build=False, timeout=600, out=sys.stderr)
+        yield {"up": result, "target": target}
     finally:
         if os.environ.get("FXSTACK_KEEP_STACK") != "1":
             try:
-                os.environ.pop("FXSTACK_COMPOSE_FILES", None)
-                lifecycle.down(volumes=True, out=sys.stderr)
+                lifecycle.down(target, volumes=True, out=sys.stderr)
             except Exception as exc:
                 print(f"teardown: {exc}", file=sys.stderr)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_every_service_healthy_and_ports_on_loopback_only(bsopt_stack, docker_client):
     from fxstack.stack import docker_state as ds
 
-    st = ds.service_states(docker_client)
+    st = bsopt_stack["target"].states(docker_client)
     assert set(st) == {"postgres", "db-init", "redis", "quote-board", "api", "neural-pricing", "worker", "scraper"}
     assert st["db-init"].state == "exited" and st["db-init"].exit_code == 0
     published = {}
-    for c in ds.project_containers(docker_client, all_=False):
+    for c in ds.project_containers(docker_client, "bsopt-it", all_=False):
         for bindings in (c.attrs["NetworkSettings"]["Ports"] or {}).values():
             for b in bindings or []:
                 assert b["HostIp"] == "127.0.0.1"
@@ -176,28 +168,26 @@ def test_every_service_healthy_and_ports_on_loopback_only(bsopt_stack, docker_cl
 
 
 def test_secrets_file_generated_and_kept(bsopt_stack):
-    from fxstack.envfile import read_env
-    from fxstack.stack import bsopt, projects
+    from fxstack.envfile import ensure_env_file, read_env
+    from fxstack.stacks.bsopt import BSOPT
 
-    path = Path(os.environ["FXSTACK_ENV_FILE"])
+    path = bsopt_stack["target"].env_path
     before = read_env(path)
-    assert set(projects.BSOPT.secrets) <= set(before) and all(len(before[k]) == 32 for k in projects.BSOPT.secrets)
+    assert set(BSOPT.secret_keys) <= set(before) and all(len(before[k]) == 32 for k in BSOPT.secret_keys)
     assert path.stat().st_mode & 0o077 == 0
-    assert bsopt.ensure_secrets(path, projects.BSOPT.secrets) == (False, [])
+    assert ensure_env_file(path, BSOPT.generate(), BSOPT.env_header) == (False, [])
     assert read_env(path) == before
 
 
 def test_end_to_end(bsopt_stack):
-    from fxstack.stack import bsopt_e2e
+    from fxstack.stack import lifecycle
 
-    timings = bsopt_e2e.run(out=sys.stderr)
+    timings = lifecycle.test(bsopt_stack["target"], out=sys.stderr)
     assert timings["end_to_end_s"] < 300
 
 
 def test_scrape_twice_updates_rows_instead_of_adding(bsopt_stack):
-    from fxstack.stack import bsopt as b
-
-    api = b.service_urls()["api"]
+    api = bsopt_stack["target"].urls(["api"])["api"]
     before = requests.get(f"{api}/quotes", params={"limit": 10000}, timeout=10).json()["count"]
     sid = requests.post(f"{api}/scrapes", timeout=10).json()["id"]
     deadline = time.monotonic() + 120
@@ -209,11 +199,8 @@ def test_scrape_twice_updates_rows_instead_of_adding(bsopt_stack):
 
 
 def test_a_job_retries_with_backoff_while_postgres_is_away(bsopt_stack, docker_client):
-    from fxstack.stack import bsopt as b
-    from fxstack.stack import docker_state as ds
-
-    api = b.service_urls()["api"]
-    pg = docker_client.containers.get(ds.service_states(docker_client)["postgres"].container)
+    api = bsopt_stack["target"].urls(["api"])["api"]
+    pg = docker_client.containers.get(bsopt_stack["target"].states(docker_client)["postgres"].container)
 
     def state(job_id):
         return requests.get(f"{api}/jobs/{job_id}", timeout=10).json()
@@ -242,16 +229,14 @@ def test_a_job_retries_with_backoff_while_postgres_is_away(bsopt_stack, docker_c
 def test_dev_mode_reloads_a_saved_change(bsopt_stack, tmp_path):
     """`fxstack dev bsopt` from a copy of the checkout (the test edits the copy, never the tree
     other people work in): a changed /health answer is served without a rebuild."""
-    from fxstack.paths import state_dir
-    from fxstack.stack import bsopt as b
+    from fxstack.stack import lifecycle
 
     root = tmp_path / "checkout"
     shutil.copytree(REPO / "compose", root / "compose", ignore=shutil.ignore_patterns("*.env", "secrets"))
     shutil.copytree(REPO / "src" / "bsopt", root / "src" / "bsopt", ignore=shutil.ignore_patterns("__pycache__"))
-    os.environ["FXSTACK_STATE"] = str(state_dir())
-    os.environ["FXSTACK_ROOT"] = str(root)
-    b.up(build=False, timeout=300, dev=True, out=sys.stderr)
-    api = b.service_urls()["api"]
+    dev = bsopt_stack["target"].but(root=root, variants=("dev",))
+    lifecycle.up(dev, build=False, timeout=300, out=sys.stderr)
+    api = dev.urls(["api"])["api"]
     assert requests.get(f"{api}/health", timeout=10).json() == {"status": "ok"}
     main = root / "src" / "bsopt" / "api" / "main.py"
     text = main.read_text()

@@ -23,10 +23,12 @@ import requests
 
 from fxstack.envfile import read_env, secret_files
 from fxstack.stack import docker_state as ds
-from fxstack.stack.compose import secrets_dir
+from fxstack.stacks.fx import SECRET_FILES
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
+# the session stack's project (tests/conftest.py names it the same way)
+PROJECT = os.environ.get("FXSTACK_TEST_PROJECT", "fxstack-it")
 LONG_RUNNING = {"postgres", "redis", "airflow-scheduler", "airflow-webserver", "airflow-worker", "mlflow",
                 "fastapi", "prometheus", "statsd-exporter", "redis-exporter"}
 
@@ -34,7 +36,7 @@ LONG_RUNNING = {"postgres", "redis", "airflow-scheduler", "airflow-webserver", "
 def running(dc) -> dict:
     """service -> container (reloaded), for the stack's running services."""
     out = {}
-    for c in ds.project_containers(dc, all_=False):
+    for c in ds.project_containers(dc, PROJECT, all_=False):
         out[c.labels["com.docker.compose.service"]] = c
     return out
 
@@ -57,7 +59,7 @@ def secret_values(env_file: Path) -> dict[str, str]:
     """Every secret as it could appear anywhere: the raw values and the derived files' contents."""
     values = read_env(env_file)
     found = {k: v for k, v in values.items() if ("PASSWORD" in k or k.endswith("_KEY")) and v}
-    for name, content in secret_files(values).items():
+    for name, content in secret_files(SECRET_FILES, values).items():
         if name != "redis_users_acl":
             found[f"file:{name}"] = content.decode()
     return found
@@ -127,7 +129,7 @@ def test_no_secret_in_docker_inspect_or_on_a_command_line(stack, docker_client):
 
 
 def test_secret_files_are_0600_and_owned_by_their_reader(stack, docker_client):
-    directory = secrets_dir()
+    directory = stack["target"].secrets_path
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     for svc, c in running(docker_client).items():
         pid = container_pids(c)[-1]
@@ -217,10 +219,10 @@ def _kill_and_wait(dc, services: list[str], timeout: float = 240) -> None:
 
 
 def test_kill_9_of_every_service_loses_nothing(stack, docker_client):
-    from fxstack.stack import e2e
+    from fxstack.stacks import fx_e2e as e2e
 
     dc = docker_client
-    ep = e2e.endpoints()
+    ep = e2e.endpoints(stack["target"])
     values = read_env(stack["env_file"])
     token = secrets.token_hex(6)
     ml = f"{ep.mlflow}/api/2.0/mlflow"
@@ -265,11 +267,11 @@ def test_kill_9_of_every_service_loses_nothing(stack, docker_client):
     _kill_and_wait(dc, ["postgres"])
     _kill_and_wait(dc, ["redis"])
     _kill_and_wait(dc, sorted(LONG_RUNNING - {"postgres", "redis"}))
-    states = ds.service_states(dc)
+    states = ds.service_states(dc, PROJECT)
     assert all(states[s].state == "running" and states[s].health == "healthy" for s in LONG_RUNNING), states
 
     assert redis_snapshot() == before
-    ep = e2e.endpoints()
+    ep = e2e.endpoints(stack["target"])
     r = requests.get(f"{ep.mlflow}/api/2.0/mlflow/registered-models/get", params={"name": f"fxsec-{token}"},
                      timeout=30)
     assert r.status_code == 200, r.text

@@ -11,7 +11,10 @@ import pytest
 import yaml
 
 from fxstack.paths import repo_root
-from fxstack.stack.compose import PROJECT, find_compose, required_vars
+from fxstack.stack.compose import find_compose, required_vars
+from fxstack.stacks.fx import FX
+
+PROJECT = FX.project
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +38,7 @@ def env_files(tmp_path_factory):
     secrets = d / "secrets.env"
     from fxstack.envfile import ensure_env_file
 
-    ensure_env_file(secrets)
+    ensure_env_file(secrets, FX.generate(), FX.env_header)
     images = d / "images.env"
     images.write_text("".join(f"{v}={v.lower().replace('_image', '').replace('_', '-')}:0123456789ab\n"
                               for v in IMAGE_VARS + ["FX_FINGPT_IMAGE", "GRAFANA_IMAGE"]))
@@ -176,7 +179,8 @@ def test_named_volumes_and_shared_data(resolved):
 
 
 def test_secrets_are_files_and_no_secret_value_is_in_the_resolved_stack(resolved, env_files):
-    from fxstack.envfile import SECRET_FILES, read_env, secret_files
+    from fxstack.envfile import read_env, secret_files
+    from fxstack.stacks.fx import SECRET_FILES
 
     secrets, _ = env_files
     values = read_env(secrets)
@@ -184,7 +188,7 @@ def test_secrets_are_files_and_no_secret_value_is_in_the_resolved_stack(resolved
     for key, value in values.items():
         if "PASSWORD" in key or key.endswith("_KEY"):
             assert value not in text, f"{key}'s value is in the resolved compose configuration"
-    for content in secret_files(values).values():
+    for content in secret_files(SECRET_FILES, values).values():
         assert content.decode() not in text
     # every secret Compose mounts is one fxstack writes, and each is mounted somewhere
     declared = set(resolved["secrets"])

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.unit
 
 
 def test_task_log_excerpt_starts_at_the_failure():
-    from fxstack.stack.e2e import log_excerpt
+    from fxstack.stacks.fx_e2e import log_excerpt
 
     log = "\n".join([f"noise {i}" for i in range(100)] + ["ERROR - Task failed with exception", "Traceback (x)",
                                                           "ValueError: boom"] + ["x" * 1000] + ["tail"] * 50)
@@ -19,7 +19,7 @@ def test_task_log_excerpt_starts_at_the_failure():
 
 
 def test_response_version_reads_the_api_field():
-    from fxstack.stack.e2e import response_version
+    from fxstack.stacks.fx_e2e import response_version
 
     assert response_version({"model_version": "3", "version": "x"}) == "3"
     assert response_version({"version": 4}) == "4"

@@ -1,4 +1,5 @@
-"""compose/.env generation: created with strong random secrets, never overwritten."""
+"""A stack's env file (compose/.env for the FX stack): created with strong random secrets, never
+overwritten."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ from collections import Counter
 
 import pytest
 
-from fxstack.envfile import SECRET_KEYS, ensure_env_file, parse_env, read_env
+from fxstack.envfile import ensure_env_file, parse_env, read_env
+from fxstack.stacks.fx import FX, SECRET_KEYS
 
 pytestmark = pytest.mark.unit
+
+
+def ensure(path):
+    """What `up` does for the FX stack."""
+    return ensure_env_file(path, FX.generate(), FX.env_header, set(FX.plain_defaults))
 
 
 def entropy_bits_per_char(s: str) -> float:
@@ -22,7 +29,7 @@ def entropy_bits_per_char(s: str) -> float:
 
 def test_first_run_creates_private_file_with_strong_distinct_secrets(tmp_path):
     path = tmp_path / "compose" / ".env"
-    created, added = ensure_env_file(path)
+    created, added = ensure(path)
     assert created
     mode = stat.S_IMODE(os.stat(path).st_mode)
     assert mode == 0o600, oct(mode)
@@ -54,17 +61,17 @@ def test_generated_passwords_never_start_like_an_option():
 
 def test_two_runs_give_different_secrets(tmp_path):
     a, b = tmp_path / "a.env", tmp_path / "b.env"
-    ensure_env_file(a)
-    ensure_env_file(b)
+    ensure(a)
+    ensure(b)
     va, vb = read_env(a), read_env(b)
     assert all(va[k] != vb[k] for k in SECRET_KEYS)
 
 
 def test_existing_file_is_never_overwritten(tmp_path):
     path = tmp_path / ".env"
-    ensure_env_file(path)
+    ensure(path)
     before = path.read_text()
-    created, added = ensure_env_file(path)
+    created, added = ensure(path)
     assert not created and added == []
     assert path.read_text() == before
 
@@ -72,7 +79,7 @@ def test_existing_file_is_never_overwritten(tmp_path):
 def test_hand_written_values_survive_and_only_missing_keys_are_appended(tmp_path):
     path = tmp_path / ".env"
     path.write_text("# mine\nPOSTGRES_PASSWORD=my-own-choice\nFX_API_PORT=18000\n")
-    created, added = ensure_env_file(path)
+    created, added = ensure(path)
     assert not created
     assert "POSTGRES_PASSWORD" not in added and "AIRFLOW_DB_PASSWORD" in added
     text = path.read_text()

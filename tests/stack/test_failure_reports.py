@@ -7,7 +7,6 @@ own wait loop. Needs dockerd and one of the stack's service images (for bash).
 from __future__ import annotations
 
 import io
-import os
 import uuid
 
 import pytest
@@ -15,6 +14,8 @@ import pytest
 from fxstack.errors import FxError
 from fxstack.stack import lifecycle
 from fxstack.stack.compose import images_env_file
+from fxstack.stack.target import Target
+from fxstack.stacks.fx import FX
 from fxstack.envfile import read_env
 
 pytestmark = pytest.mark.integration
@@ -25,15 +26,13 @@ NS = 1_000_000_000
 @pytest.fixture
 def project(docker_client):
     name = f"fxstack-fail-{uuid.uuid4().hex[:8]}"
-    saved = os.environ.get("FXSTACK_PROJECT")
-    os.environ["FXSTACK_PROJECT"] = name
     yield name
     for c in docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={name}"}):
         c.remove(force=True)
-    if saved is None:
-        os.environ.pop("FXSTACK_PROJECT", None)
-    else:
-        os.environ["FXSTACK_PROJECT"] = saved
+
+
+def target(project):
+    return Target(FX, project=project)
 
 
 @pytest.fixture
@@ -65,7 +64,7 @@ def test_unhealthy_service_shows_health_output_and_last_30_log_lines(docker_clie
           healthcheck={"test": ["CMD", "bash", "-c", "echo probe-says-no; exit 1"],
                        "interval": 1 * NS, "timeout": 2 * NS, "retries": 2, "start_period": 0})
     with pytest.raises(FxError) as err:
-        lifecycle.wait_healthy(docker_client, ["broken"], set(), timeout=60, out=io.StringIO())
+        lifecycle.wait_healthy(docker_client, target(project), ["broken"], set(), timeout=60, out=io.StringIO())
     text = str(err.value)
     assert "broken" in text and "unhealthy" in text
     assert "probe-says-no" in text
@@ -77,7 +76,7 @@ def test_unhealthy_service_shows_health_output_and_last_30_log_lines(docker_clie
 def test_failed_one_shot_is_reported_with_its_exit_code_and_log(docker_client, project, bash_image):
     start(docker_client, project, bash_image, "init", "echo migrating; echo 'fatal: no database' >&2; exit 3")
     with pytest.raises(FxError) as err:
-        lifecycle.wait_healthy(docker_client, ["init"], {"init"}, timeout=60, out=io.StringIO())
+        lifecycle.wait_healthy(docker_client, target(project), ["init"], {"init"}, timeout=60, out=io.StringIO())
     text = str(err.value)
     assert "exited with code 3" in text and "fatal: no database" in text
 
@@ -90,7 +89,7 @@ def test_crash_looping_service_is_reported(docker_client, project, bash_image):
                 "com.docker.compose.oneoff": "False"})
     assert c
     with pytest.raises(FxError) as err:
-        lifecycle.wait_healthy(docker_client, ["crashy"], set(), timeout=120, out=io.StringIO())
+        lifecycle.wait_healthy(docker_client, target(project), ["crashy"], set(), timeout=120, out=io.StringIO())
     text = str(err.value)
     assert "crashy" in text and ("keeps crashing" in text or "did not come back" in text)
     assert "crashing now" in text

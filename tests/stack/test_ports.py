@@ -6,7 +6,9 @@ import socket
 
 import pytest
 
-from fxstack.stack.compose import PublishedPort, compose_files, published_ports
+from fxstack.stack.compose import PublishedPort, published_ports
+from fxstack.stack.target import Target
+from fxstack.stacks.fx import FX
 from fxstack.stack.docker_state import (describe_conflicts, free_port, port_conflicts,
                                           port_in_use)
 
@@ -57,11 +59,11 @@ def test_default_used_when_variable_unset(listener):
 
 
 def test_compose_file_ports_are_all_overridable_and_named():
-    ports = published_ports(compose_files(gpu=True), profiles=("monitoring-ui",))
+    ports = published_ports(Target(FX, variants=("gpu",)).files, profiles=("monitoring-ui",))
     by_service = {p.service: p for p in ports}
     assert set(by_service) == {"airflow-webserver", "mlflow", "fastapi", "prometheus", "grafana", "fingpt"}
     assert {p.var for p in ports} == {"FX_AIRFLOW_PORT", "FX_MLFLOW_PORT", "FX_API_PORT",
                                       "FX_PROMETHEUS_PORT", "FX_GRAFANA_PORT", "FX_FINGPT_PORT"}
     assert by_service["fastapi"].default == 8000 and by_service["airflow-webserver"].default == 8080
     # without the profile, grafana is not part of the stack and its port is not checked
-    assert "grafana" not in {p.service for p in published_ports(compose_files(), profiles=())}
+    assert "grafana" not in {p.service for p in published_ports(Target(FX).files, profiles=())}

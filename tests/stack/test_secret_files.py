@@ -1,4 +1,4 @@
-"""Secrets as files: what `fxstack up` derives from compose/.env, and the Redis ACL it writes,
+"""Secrets as files: what `fxstack up` derives from the FX stack's compose/.env, and the Redis ACL it writes,
 against a real redis-server (Debian's, the same Redis 7 as the image)."""
 
 from __future__ import annotations
@@ -12,8 +12,17 @@ import time
 
 import pytest
 
-from fxstack.envfile import REDIS_ACL_USERS, SECRET_KEYS, generated_values, secret_files
+from fxstack.envfile import secret_files as render
 from fxstack.errors import FxError
+from fxstack.stacks.fx import FX, REDIS_ACL_USERS, SECRET_FILES, SECRET_KEYS
+
+
+def generated_values():
+    return FX.generate()
+
+
+def secret_files(values, names=None):
+    return render(SECRET_FILES, values, names)
 
 
 @pytest.mark.unit

@@ -16,18 +16,14 @@ import pytest
 import requests
 
 from fxstack.stack import docker_state as ds
-from fxstack.stack import e2e, lifecycle
-from fxstack.stack.compose import Stack
+from fxstack.stack import lifecycle
+from fxstack.stacks import fx_e2e as e2e
 from fxstack.envfile import read_env
 
 pytestmark = pytest.mark.integration
 
 EXPECTED = {"postgres", "redis", "airflow-init", "airflow-scheduler", "airflow-webserver", "airflow-worker",
             "mlflow", "fastapi", "prometheus", "statsd-exporter", "redis-exporter"}
-
-
-def states(dc):
-    return ds.service_states(dc)
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 2.0):
@@ -43,7 +39,7 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 2.0):
 
 # ------------------------------------------------------------------ bring-up
 def test_from_nothing_to_every_service_healthy(stack, docker_client):
-    st = states(docker_client)
+    st = stack["target"].states(docker_client)
     assert set(st) == EXPECTED
     for name, s in st.items():
         if name == "airflow-init":
@@ -57,7 +53,7 @@ def test_from_nothing_to_every_service_healthy(stack, docker_client):
 
 def test_only_loopback_ports_and_an_internal_backend_network(stack, docker_client):
     published = {}
-    for c in ds.project_containers(docker_client, all_=False):
+    for c in ds.project_containers(docker_client, stack["project"], all_=False):
         svc = c.labels["com.docker.compose.service"]
         for bindings in (c.attrs["NetworkSettings"]["Ports"] or {}).values():
             for b in bindings or []:
@@ -68,12 +64,12 @@ def test_only_loopback_ports_and_an_internal_backend_network(stack, docker_clien
     assert backend.attrs["Internal"] is True
     # postgres and redis are on the internal network only: nothing outside Docker reaches them
     for svc in ("postgres", "redis"):
-        c = docker_client.containers.get(states(docker_client)[svc].container)
+        c = docker_client.containers.get(stack["target"].states(docker_client)[svc].container)
         assert set(c.attrs["NetworkSettings"]["Networks"]) == {f"{stack['project']}_backend"}
 
 
 def test_status_lists_every_service_with_its_url(stack, capsys):
-    rows = {r["service"]: r for r in lifecycle.status()}
+    rows = {r["service"]: r for r in lifecycle.status(stack["target"])}
     assert set(rows) == EXPECTED
     api_url = rows["fastapi"]["url"]
     assert api_url.startswith("http://127.0.0.1:")
@@ -84,7 +80,7 @@ def test_status_lists_every_service_with_its_url(stack, capsys):
 
 def test_secrets_are_not_in_the_images(stack, docker_client):
     secrets_ = {k: v for k, v in read_env(stack["env_file"]).items() if "PASSWORD" in k or "KEY" in k}
-    for s in states(docker_client).values():
+    for s in stack["target"].states(docker_client).values():
         c = docker_client.containers.get(s.container)
         image_env = "\n".join(c.image.attrs["Config"].get("Env") or [])
         for key, value in secrets_.items():
@@ -94,7 +90,7 @@ def test_secrets_are_not_in_the_images(stack, docker_client):
 # ------------------------------------------------------------------ bad requests get 4xx with a message
 @pytest.fixture(scope="module")
 def ep(stack):
-    return e2e.endpoints()
+    return e2e.endpoints(stack["target"])
 
 
 def assert_client_error(r: requests.Response, status: int | tuple, *words: str):
@@ -139,7 +135,7 @@ def test_mlflow_api_rejects_bad_requests_with_4xx(ep):
 # ------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def e2e_result(stack):
-    return e2e.run(dag_timeout=float(os.environ.get("FXSTACK_TEST_DAG_TIMEOUT", "900")))
+    return e2e.run(stack["target"], timeout=float(os.environ.get("FXSTACK_TEST_DAG_TIMEOUT", "900")))
 
 
 def test_dag_via_rest_registers_a_model_that_predict_serves(e2e_result, ep):
@@ -170,7 +166,7 @@ def test_prometheus_reports_every_target_up(e2e_result, ep):
 
 # ------------------------------------------------------------------ restart policy
 def test_crashed_api_container_is_restarted_healthy(stack, docker_client, ep):
-    before = states(docker_client)["fastapi"]
+    before = stack["target"].states(docker_client)["fastapi"]
     c = docker_client.containers.get(before.container)
     # SIGKILL to the container's init, as a crash (OOM kill, segfault) delivers it. Docker 20.10
     # treats `docker kill` through its API as a deliberate stop and does not apply the restart
@@ -188,11 +184,11 @@ def test_crashed_api_container_is_restarted_healthy(stack, docker_client, ep):
 
 
 def test_docker_kill_of_the_api_then_up_brings_it_back(stack, docker_client, ep):
-    name = states(docker_client)["fastapi"].container
+    name = stack["target"].states(docker_client)["fastapi"].container
     docker_client.containers.get(name).kill()
     wait_until(lambda: docker_client.containers.get(name).status == "exited", 30, "fastapi to stop")
-    lifecycle.up(build=False, timeout=300)
-    s = states(docker_client)["fastapi"]
+    lifecycle.up(stack["target"], build=False, timeout=300)
+    s = stack["target"].states(docker_client)["fastapi"]
     assert s.state == "running" and s.health == "healthy"
     assert requests.get(f"{ep.api}/health", timeout=10).status_code == 200
 
@@ -207,14 +203,14 @@ def test_data_and_the_served_model_survive_down_and_up(stack, docker_client, ep,
     env = read_env(stack["env_file"])
 
     def pg(sql: str):
-        c = docker_client.containers.get(states(docker_client)["postgres"].container)
+        c = docker_client.containers.get(stack["target"].states(docker_client)["postgres"].container)
         rc, out = c.exec_run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAc", sql],
                              environment={"PGPASSWORD": env["POSTGRES_PASSWORD"]})
         assert rc == 0, out.decode()
         return out.decode().strip()
 
     def redis_cli(*args):
-        c = docker_client.containers.get(states(docker_client)["redis"].container)
+        c = docker_client.containers.get(stack["target"].states(docker_client)["redis"].container)
         # Redis requires a login (ACL users): Airflow's user may read and write every key
         rc, out = c.exec_run(["redis-cli", "--user", "airflow", "-h", "127.0.0.1", *args],
                              environment={"REDISCLI_AUTH": env["REDIS_AIRFLOW_PASSWORD"]})
@@ -239,10 +235,10 @@ def test_data_and_the_served_model_survive_down_and_up(stack, docker_client, ep,
     served_version = str(e2e.serving_version(ep)["version"])
     assert served_version == e2e_result.model_version
 
-    lifecycle.down(volumes=False)
-    assert not ds.project_containers(docker_client)
-    lifecycle.up(build=False, timeout=600)
-    ep2 = e2e.endpoints()  # same ports (env), containers are new
+    lifecycle.down(stack["target"], volumes=False)
+    assert not ds.project_containers(docker_client, stack["project"])
+    lifecycle.up(stack["target"], build=False, timeout=600)
+    ep2 = e2e.endpoints(stack["target"])  # same ports (env), containers are new
     # at once, no retry: each request on a new connection, so both gunicorn workers answer some
     first = [e2e.predict(ep2, ep2.pairs[0]) for _ in range(20)]
     assert [(r.status_code, e2e.response_version(r.json())) for r in first] == [(200, served_version)] * 20, \
@@ -265,15 +261,15 @@ def test_up_refuses_a_taken_port_and_names_the_variable(stack, docker_client):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen(1)
-    saved = os.environ["FX_GRAFANA_PORT"]
     try:
-        os.environ["FX_GRAFANA_PORT"] = str(s.getsockname()[1])
+        target = stack["target"]
+        grafana = target.but(variants=("grafana",),
+                             overrides={**target.overrides, "FX_GRAFANA_PORT": str(s.getsockname()[1])})
         # grafana is not running in this stack, so its port counts as someone else's
         with pytest.raises(FxError) as err:
-            lifecycle.preflight(Stack(grafana=True), docker_client, {})
+            lifecycle.preflight(grafana, docker_client, {})
         assert "FX_GRAFANA_PORT" in str(err.value) and "grafana" in str(err.value)
     finally:
-        os.environ["FX_GRAFANA_PORT"] = saved
         s.close()
 
 
@@ -281,7 +277,6 @@ def test_up_refuses_a_port_another_projects_container_publishes(stack, docker_cl
     """Found by asking Docker: with --userland-proxy=false nothing listens on the host port."""
     from fxstack.errors import FxError
     from fxstack.stack.compose import images_env_file
-
     from fxstack.stack.docker_state import free_port
 
     redis_ref = read_env(images_env_file())["REDIS_IMAGE"]
@@ -289,12 +284,11 @@ def test_up_refuses_a_port_another_projects_container_publishes(stack, docker_cl
     other = docker_client.containers.run(
         redis_ref, detach=True, ports={"6379/tcp": ("127.0.0.1", port)},
         labels={"com.docker.compose.project": "someone-else"})
-    saved = os.environ["FX_GRAFANA_PORT"]
     try:
-        os.environ["FX_GRAFANA_PORT"] = str(port)
+        target = stack["target"]
+        grafana = target.but(variants=("grafana",), overrides={**target.overrides, "FX_GRAFANA_PORT": str(port)})
         with pytest.raises(FxError) as err:
-            lifecycle.preflight(Stack(grafana=True), docker_client, {})
+            lifecycle.preflight(grafana, docker_client, {})
         assert f"127.0.0.1:{port}" in str(err.value) and "FX_GRAFANA_PORT" in str(err.value)
     finally:
-        os.environ["FX_GRAFANA_PORT"] = saved
         other.remove(force=True)

@@ -1,46 +1,63 @@
 """`fxstack up | down | status | logs | test | dev`: registered into the CLI by fxstack.cli.
 
-up, down, status and test take an optional stack name: none (the FX stack, as always) or
-`bsopt` (compose/bsopt.yml, project bsopt); `dev bsopt` is bsopt's development mode.
+Each takes an optional stack name (fxstack.stacks.registry; none is the FX stack). This is the
+edge where the user's environment is read, once: FXSTACK_PROJECT, FXSTACK_ENV_FILE,
+FXSTACK_SECRETS_DIR and FXSTACK_COMPOSE_FILES (os.pathsep-separated) override the stack's
+defaults, and FXSTACK_CLI (exported by ./fx) is the command the hints name. Below this module
+everything is a parameter of a Target.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+STACK_NAMES = ("fx", "bsopt")  # the choices argparse shows; registry.STACKS is checked against it by a test
 
 
-def _bsopt(args: argparse.Namespace) -> bool:
-    """Point this process at the stack named on the command line; True for bsopt."""
-    from . import projects
+def target_from_args(args: argparse.Namespace, variants: tuple[str, ...] = ()):
+    from ..stacks import registry
+    from .target import Target
 
-    return projects.select(getattr(args, "stack", None)).name == "bsopt"
+    env = os.environ
+    return Target(
+        registry.get(getattr(args, "stack", None)),
+        variants=variants,
+        project=env.get("FXSTACK_PROJECT") or None,
+        env_file=Path(env["FXSTACK_ENV_FILE"]) if env.get("FXSTACK_ENV_FILE") else None,
+        secrets_dir=Path(env["FXSTACK_SECRETS_DIR"]) if env.get("FXSTACK_SECRETS_DIR") else None,
+        extra_files=tuple(Path(p) for p in env.get("FXSTACK_COMPOSE_FILES", "").split(os.pathsep) if p),
+        cli=env.get("FXSTACK_CLI") or "fxstack",
+    )
 
 
 def _up(args: argparse.Namespace) -> int:
     from .lifecycle import up
 
-    if _bsopt(args):
-        from . import bsopt
+    variants = tuple(name for name, on in (("gpu", args.gpu), ("grafana", args.grafana)) if on)
+    up(target_from_args(args, variants), build=not args.no_build, timeout=args.timeout)
+    return 0
 
-        bsopt.up(build=not args.no_build, timeout=min(args.timeout, 600))
-        return 0
-    up(gpu=args.gpu, grafana=args.grafana, build=not args.no_build, timeout=args.timeout)
+
+def _dev(args: argparse.Namespace) -> int:
+    from .lifecycle import up
+
+    up(target_from_args(args, ("dev",)), build=not args.no_build, timeout=args.timeout)
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
     from .lifecycle import down
 
-    _bsopt(args)
-    down(volumes=args.volumes)
+    down(target_from_args(args), volumes=args.volumes)
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     from .lifecycle import status
 
-    _bsopt(args)
-    rows = status()
+    rows = status(target_from_args(args))
     if args.json:
         import json
 
@@ -51,26 +68,29 @@ def _status(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     from .lifecycle import logs
 
-    return logs(args.service, follow=args.follow, tail=args.tail)
+    # `logs [STACK] [SERVICE]`: a first word that names a stack is the stack
+    words = [w for w in (args.stack, args.service) if w]
+    if words and words[0] not in STACK_NAMES:
+        args.stack, args.service = None, words[0] if len(words) == 1 else None
+        if len(words) > 1:
+            from ..errors import FxError
+
+            raise FxError(f"no stack named {words[0]!r}", hint=f"stacks: {', '.join(STACK_NAMES)}")
+    return logs(target_from_args(args), args.service, follow=args.follow, tail=args.tail)
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .e2e import run
+    from .lifecycle import test
 
-    if _bsopt(args):
-        from . import bsopt_e2e
-
-        bsopt_e2e.run()
-        return 0
-    run(dag_timeout=args.dag_timeout)
+    test(target_from_args(args), timeout=args.timeout)
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("up", help="build what is missing, start the stack, wait until every service is healthy")
-    p.add_argument("--gpu", action="store_true", help="add the FinGPT service (compose/docker-compose.gpu.yml)")
+    p.add_argument("--gpu", action="store_true", help="fx: add the FinGPT service (compose/docker-compose.gpu.yml)")
     p.add_argument("--grafana", action="store_true",
-                   help="start Grafana too (profile monitoring-ui; its image comes from the Nix path)")
+                   help="fx: start Grafana too (profile monitoring-ui; its image comes from the Nix path)")
     p.add_argument("--no-build", action="store_true",
                    help="do not run the image builder: use .fxstack/images.env as it is")
     p.add_argument("--timeout", type=float, default=900, help="seconds to wait for health (default 900)")
@@ -87,14 +107,17 @@ def register(sub) -> None:
     _stack_arg(p)
     p.set_defaults(func=_status)
 
-    p = sub.add_parser("logs", help="a service's logs (all services without an argument)")
+    p = sub.add_parser("logs", help="a service's logs (all services without one): logs [STACK] [SERVICE]")
+    p.add_argument("stack", nargs="?", help="fx (default) or bsopt")
     p.add_argument("service", nargs="?")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--tail", type=int, default=100)
     p.set_defaults(func=_logs)
 
-    p = sub.add_parser("test", help="end-to-end run against the running stack: DAG -> MLflow -> /predict -> Prometheus")
-    p.add_argument("--dag-timeout", type=float, default=900, help="seconds to wait for the DAG run (default 900)")
+    p = sub.add_parser("test", help="the stack's end-to-end run against the running stack "
+                                    "(fx: DAG -> MLflow -> /predict -> Prometheus)")
+    p.add_argument("--timeout", "--dag-timeout", dest="timeout", type=float, default=900,
+                   help="seconds the run may wait for a step (fx: the DAG run; default 900)")
     _stack_arg(p)
     p.set_defaults(func=_test)
 
@@ -106,14 +129,6 @@ def register(sub) -> None:
     p.set_defaults(func=_dev)
 
 
-def _dev(args: argparse.Namespace) -> int:
-    from . import bsopt, projects
-
-    projects.select(args.stack)
-    bsopt.up(build=not args.no_build, timeout=args.timeout, dev=True)
-    return 0
-
-
 def _stack_arg(p) -> None:
-    p.add_argument("stack", nargs="?", choices=["fx", "bsopt"], default=None,
+    p.add_argument("stack", nargs="?", choices=STACK_NAMES, default=None,
                    help="which stack: none or fx (the FX pipeline), or bsopt (compose/bsopt.yml)")

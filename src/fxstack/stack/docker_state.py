@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..docker_api import client
 from ..errors import FxError
-from .compose import PublishedPort, project_name
+from .compose import PublishedPort
 
 
 def daemon_reachable() -> tuple[bool, str]:
@@ -49,13 +49,13 @@ class ServiceState:
         return self.state == "running" and self.health in ("healthy", "none")
 
 
-def project_containers(dc, all_: bool = True) -> list:
-    """The project's containers, inspected; ones removed meanwhile (Compose recreating) are skipped."""
+def project_containers(dc, project: str, all_: bool = True) -> list:
+    """The Compose project's containers, inspected; ones removed meanwhile (Compose recreating) are skipped."""
     from docker.errors import NotFound
 
     found = []
     for c in dc.containers.list(all=all_, sparse=True,
-                                filters={"label": f"com.docker.compose.project={project_name()}"}):
+                                filters={"label": f"com.docker.compose.project={project}"}):
         try:
             c.reload()
         except NotFound:
@@ -64,10 +64,10 @@ def project_containers(dc, all_: bool = True) -> list:
     return found
 
 
-def service_states(dc) -> dict[str, ServiceState]:
+def service_states(dc, project: str) -> dict[str, ServiceState]:
     """The newest container of each service in the project (one-offs excluded)."""
     result: dict[str, ServiceState] = {}
-    for c in project_containers(dc):
+    for c in project_containers(dc, project):
         labels = c.labels
         if labels.get("com.docker.compose.oneoff") == "True":
             continue
@@ -90,6 +90,17 @@ def service_states(dc) -> dict[str, ServiceState]:
         if prev is None or (state.started_at or "") > (prev.started_at or ""):
             result[svc] = state
     return result
+
+
+def published_url(st: ServiceState | None, path: str = "/") -> str | None:
+    """http://host:port<path> of the service's first published port, None when it has none."""
+    if not st:
+        return None
+    for bindings in st.ports.values():
+        for b in bindings or []:
+            if b.get("HostPort"):
+                return f"http://{b.get('HostIp') or '127.0.0.1'}:{b['HostPort']}{path}"
+    return None
 
 
 def last_logs(dc, container: str, lines: int = 30) -> str:
@@ -137,7 +148,7 @@ def port_conflicts(ports: list[PublishedPort], env: dict[str, str], ours: set[in
     return conflicts
 
 
-def host_ports_by_owner(dc) -> tuple[set[int], set[int]]:
+def host_ports_by_owner(dc, project: str) -> tuple[set[int], set[int]]:
     """Host ports that running containers publish: (our project's, other projects').
 
     Ours may be published again (re-running `up` is fine). Others' are asked of Docker, not
@@ -145,7 +156,6 @@ def host_ports_by_owner(dc) -> tuple[set[int], set[int]]:
     published ports with iptables alone, so nothing listens on the host for a bind to hit."""
     from docker.errors import NotFound
 
-    project = project_name()
     ours: set[int] = set()
     others: set[int] = set()
     for c in dc.containers.list(sparse=True):
@@ -165,5 +175,5 @@ def describe_conflicts(conflicts: list[tuple[PublishedPort, int]]) -> str:
     lines = []
     for p, number in conflicts:
         lines.append(f"port {p.host_ip}:{number} for service {p.service} is already in use "
-                     f"-> set {p.var} to a free port in compose/.env (or stop what listens there)")
+                     f"-> set {p.var} to a free port in the stack's env file (or stop what listens there)")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""up / down / status / logs: Compose does the work, this module checks first and watches after."""
+"""up / down / status / logs / test for any stack (a Target: a StackDef plus the caller's
+choices). Compose does the work; this module checks first and watches after."""
 
 from __future__ import annotations
 
@@ -7,36 +8,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
+from ..envfile import ensure_env_file, read_env
 from ..errors import FxError
 from ..poll import TimedOut, poll
 from ..workflow.ensure import ensure_images as builder_ensure
 from . import docker_state as ds
 from . import readiness
-from .compose import (
-    Stack,
-    env_file,
-    explain_compose_error,
-    find_compose,
-    images_env_file,
-    project_name,
-    published_ports,
-    required_vars,
-)
-from ..envfile import ensure_env_file, read_env
+from .compose import explain_compose_error, find_compose, images_env_file, published_ports, required_vars
 from .secrets import write_secret_files
+from .target import Target
 
-# What a user opens, per published service: (what it is, path, where the credentials are).
-URLS = {
-    "airflow-webserver": ("Airflow UI and REST API", "/",
-                          "user AIRFLOW_ADMIN_USER, password AIRFLOW_ADMIN_PASSWORD in compose/.env"),
-    "mlflow": ("MLflow tracking server + model registry", "/", "no login (reachable on 127.0.0.1 only)"),
-    "fastapi": ("Inference API (OpenAPI docs)", "/docs", "no login (reachable on 127.0.0.1 only)"),
-    "prometheus": ("Prometheus", "/targets", "no login (reachable on 127.0.0.1 only)"),
-    "grafana": ("Grafana dashboards", "/", "user GRAFANA_ADMIN_USER, password GRAFANA_ADMIN_PASSWORD in compose/.env"),
-    "fingpt": ("FinGPT sentiment API", "/docs", "no login (reachable on 127.0.0.1 only)"),
-}
 LOG_LINES = 30
 
 
@@ -45,46 +28,51 @@ def image_var_to_name(var: str) -> str:
     return var[: -len("_IMAGE")].lower().replace("_", "-")
 
 
-def image_vars(stack: Stack) -> list[str]:
-    names = [v for v in required_vars(stack.files) if v.endswith("_IMAGE")]
-    if stack.grafana:
-        names.append("GRAFANA_IMAGE")
-    return names
+def nix_only_images(target: Target) -> list[str]:
+    return [v for name in target.variants for v in target.stack.variants[name].nix_only_images]
 
 
-def ensure_images(stack: Stack, build: bool, out: TextIO) -> dict[str, str]:
+def image_vars(target: Target) -> list[str]:
+    names = [v for v in required_vars(target.files) if v.endswith("_IMAGE")]
+    return names + [v for v in nix_only_images(target) if v not in names]
+
+
+def ensure_images(target: Target, build: bool, out: TextIO) -> dict[str, str]:
     """Build/load what is missing (the builder's job), then return {VAR: ref} from images.env."""
-    # Grafana has no portable build (no Debian package): its ref must come from the Nix path.
-    names = [image_var_to_name(v) for v in image_vars(stack) if v != "GRAFANA_IMAGE"]
+    nix_only = nix_only_images(target)
+    names = [image_var_to_name(v) for v in image_vars(target) if v not in nix_only]
     if build:
         builder_ensure(names, progress=lambda msg: print(f"  build: {msg}", file=out, flush=True))
     refs = read_env(images_env_file())
-    wanted = image_vars(stack)
+    wanted = image_vars(target)
     absent = [v for v in wanted if not refs.get(v)]
-    if absent == ["GRAFANA_IMAGE"]:
-        raise FxError(f"{images_env_file()} has no GRAFANA_IMAGE: Grafana has no portable build (Debian 12 "
-                      "has no package)",
-                      hint="build and load it with the Nix path (`nix build .#grafana`, then load it and add "
-                           "GRAFANA_IMAGE=<ref> to .fxstack/images.env), or run `fxstack up` without --grafana")
+    if absent and set(absent) <= set(nix_only):
+        names = ", ".join(image_var_to_name(v) for v in absent)
+        raise FxError(f"{images_env_file()} has no {', '.join(absent)}: {names} has no portable build "
+                      "(Debian 12 has no package)",
+                      hint=f"build and load it with the Nix path (`nix build .#{image_var_to_name(absent[0])}`, "
+                           f"then load it and add {absent[0]}=<ref> to .fxstack/images.env), or leave out the "
+                           "variant that needs it")
     if absent:
         raise FxError(f"{images_env_file()} has no image reference for {', '.join(absent)}",
-                      hint="run `fxstack build` (it builds, loads and writes .fxstack/images.env)")
+                      hint=f"run `{target.cli} build` (it builds, loads and writes .fxstack/images.env)")
     return {v: refs[v] for v in wanted}
 
 
-def preflight(stack: Stack, dc, refs: dict[str, str]) -> None:
+def preflight(target: Target, dc, refs: dict[str, str]) -> None:
     """Everything that would make `compose up` fail in a confusing way, said plainly first."""
     missing = ds.missing_images(dc, refs)
     if missing:
         lines = "\n".join(f"  {var}={ref}" for var, ref in missing.items())
         raise FxError(f"images named in {images_env_file()} are not in Docker:\n{lines}",
-                      hint="run `fxstack build` (it builds what is missing and loads it into Docker)")
-    settings = stack.settings()
-    conflicts = ds.port_conflicts(published_ports(stack.files, stack.profiles), settings,
-                                  *ds.host_ports_by_owner(dc))
+                      hint=f"run `{target.cli} build` (it builds what is missing and loads it into Docker)")
+    settings = target.settings()
+    conflicts = ds.port_conflicts(published_ports(target.files, target.profiles), settings,
+                                  *ds.host_ports_by_owner(dc, target.project_name))
     if conflicts:
         raise FxError("published ports are already taken on this machine:\n" + ds.describe_conflicts(conflicts),
-                      hint="change the port variable(s) named above in compose/.env, then run `fxstack up` again")
+                      hint=f"change the port variable(s) named above in {target.env_path}, then run "
+                           f"`{target.cmd('up')}` again")
 
 
 @dataclass
@@ -137,7 +125,7 @@ def _health_output(dc, container: str | None) -> str:
     return f"last health check (exit {last.get('ExitCode')}): {(last.get('Output') or '').strip()[:500]}"
 
 
-def service_failure(dc, svc: str, st: ds.ServiceState | None, why: str) -> FxError:
+def service_failure(dc, target: Target, svc: str, st: ds.ServiceState | None, why: str) -> FxError:
     parts = [f"service {svc} {why}"]
     if st and st.container:
         health = _health_output(dc, st.container)
@@ -145,8 +133,8 @@ def service_failure(dc, svc: str, st: ds.ServiceState | None, why: str) -> FxErr
             parts.append(health)
         parts.append(f"last {LOG_LINES} log lines of {st.container}:\n" + ds.last_logs(dc, st.container, LOG_LINES))
     return FxError("\n".join(parts), where=svc,
-                   hint=f"fix the cause shown in the log above, then `fxstack up` again; "
-                        f"more with `fxstack logs {svc}`; `fxstack down` stops the rest")
+                   hint=f"fix the cause shown in the log above, then `{target.cmd('up')}` again; "
+                        f"more with `{target.cmd('logs', svc)}`; `{target.cmd('down')}` stops the rest")
 
 
 class HealthWatch:
@@ -158,8 +146,9 @@ class HealthWatch:
     # an exited long-running service may be restarted by its policy: fail only after this long
     EXITED_GRACE = 15.0
 
-    def __init__(self, dc, services: list[str], oneshots: set[str], start: float):
+    def __init__(self, dc, target: Target, services: list[str], oneshots: set[str], start: float):
         self.dc = dc
+        self.target = target
         self.services = services
         self.oneshots = oneshots
         self.start = start
@@ -190,7 +179,7 @@ class HealthWatch:
 
     def _oneshot_done(self, svc: str, st: ds.ServiceState) -> bool:
         if st.state == "exited" and st.exit_code not in (0, None):
-            raise service_failure(self.dc, svc, st, f"(one-shot) exited with code {st.exit_code}")
+            raise service_failure(self.dc, self.target, svc, st, f"(one-shot) exited with code {st.exit_code}")
         return st.state == "exited" and st.exit_code == 0
 
     def _service_done(self, svc: str, st: ds.ServiceState, now: float) -> bool:
@@ -202,13 +191,13 @@ class HealthWatch:
     def _raise_if_failed(self, svc: str, st: ds.ServiceState, now: float) -> None:
         # (an exited container keeps its last health status: only a running one counts)
         if st.health == "unhealthy" and st.state == "running":
-            raise service_failure(self.dc, svc, st, "is unhealthy: its health check keeps failing")
+            raise service_failure(self.dc, self.target, svc, st, "is unhealthy: its health check keeps failing")
         if st.restarts >= 3 and not st.healthy:
-            raise service_failure(self.dc, svc, st, f"keeps crashing (restarted {st.restarts} times)")
+            raise service_failure(self.dc, self.target, svc, st, f"keeps crashing (restarted {st.restarts} times)")
         if st.state not in ("exited", "dead"):
             self.exited_since.pop(svc, None)
         elif now - self.exited_since.setdefault(svc, now) > self.EXITED_GRACE:
-            raise service_failure(self.dc, svc, st, f"exited (code {st.exit_code}) and did not come back")
+            raise service_failure(self.dc, self.target, svc, st, f"exited (code {st.exit_code}) and did not come back")
 
     def _ran_long_enough(self, svc: str, st: ds.ServiceState, now: float) -> bool:
         seen = self.running_since.get(svc)
@@ -223,25 +212,25 @@ class HealthWatch:
         return [s for s in self.services if s not in self.ready]
 
 
-def compose_failure(dc, services: list[str], states: dict[str, ds.ServiceState], returncode: int,
+def compose_failure(dc, target: Target, services: list[str], states: dict[str, ds.ServiceState], returncode: int,
                     compose_output: list[str] | None) -> FxError:
     """Compose gave up (a dependency failed, a port clash...): name the culprit, with its log."""
     for svc in services:
         st = states.get(svc)
         if st and ((st.health == "unhealthy" and st.state == "running")
                    or (st.state == "exited" and st.exit_code not in (0, None))):
-            return service_failure(dc, svc, st, "failed while the stack came up")
+            return service_failure(dc, target, svc, st, "failed while the stack came up")
     text = "\n".join(compose_output or [])
     return FxError(f"docker-compose up failed (exit {returncode}):\n{text[-3000:]}",
                    hint=explain_compose_error(text) or "see Compose's message above")
 
 
-def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float, out: TextIO,
+def wait_healthy(dc, target: Target, services: list[str], oneshots: set[str], *, timeout: float, out: TextIO,
                  compose_proc=None, compose_output: list[str] | None = None,
                  clock_start: float | None = None) -> WaitResult:
     """Poll Docker until every service is healthy (one-shots: exited 0). Raise FxError otherwise."""
     start = clock_start if clock_start is not None else time.monotonic()
-    watch = HealthWatch(dc, services, oneshots, start)
+    watch = HealthWatch(dc, target, services, oneshots, start)
     view = ProgressView(services, out)
     states: dict[str, ds.ServiceState] = {}
 
@@ -250,11 +239,11 @@ def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float,
 
     def look() -> WaitResult | None:
         nonlocal states
-        states = ds.service_states(dc)
+        states = ds.service_states(dc, target.project_name)
         now = time.monotonic()
         view.render({svc: watch.row(svc, states.get(svc), now, compose_running()) for svc in services})
         if compose_proc is not None and not compose_running() and compose_proc.returncode != 0:
-            raise compose_failure(dc, services, states, compose_proc.returncode, compose_output)
+            raise compose_failure(dc, target, services, states, compose_proc.returncode, compose_output)
         if watch.all_ready() and not compose_running():
             return WaitResult(seconds=time.monotonic() - start, became_ready=watch.ready)
         return None
@@ -263,18 +252,20 @@ def wait_healthy(dc, services: list[str], oneshots: set[str], *, timeout: float,
         return poll(look, timeout=max(0.0, timeout - (time.monotonic() - start)), interval=1.0)
     except TimedOut:
         slow = watch.not_ready()
-        raise service_failure(dc, slow[0], states.get(slow[0]),
+        raise service_failure(dc, target, slow[0], states.get(slow[0]),
                               f"did not become healthy within {timeout:.0f} s (not ready: {', '.join(slow)})") from None
 
 
-def wait_services_ready(dc, stack: Stack, healthy: WaitResult, *, start: float, timeout: float,
+def wait_services_ready(dc, target: Target, healthy: WaitResult, *, start: float, timeout: float,
                         out: TextIO) -> WaitResult:
-    """After the containers are healthy: each published service's own readiness (readiness.py)."""
-    states = ds.service_states(dc)
-    urls = {svc: url.rstrip("/") for svc, st in states.items() if (url := service_url(st, ""))}
-    became = readiness.wait_ready(urls, stack.settings(), out=out,
+    """After the containers are healthy: each published service's own readiness (the stack's probes)."""
+    if not target.stack.probes:
+        return healthy
+    states = target.states(dc)
+    urls = {svc: url.rstrip("/") for svc, st in states.items() if (url := ds.published_url(st, ""))}
+    became = readiness.wait_ready(urls, target.settings(), out=out,
                                   timeout=max(0.0, timeout - (time.monotonic() - start)),
-                                  elapsed=lambda: time.monotonic() - start)
+                                  elapsed=lambda: time.monotonic() - start, probes=target.stack.probes)
     return WaitResult(seconds=time.monotonic() - start, became_ready={**healthy.became_ready, **became})
 
 
@@ -287,12 +278,12 @@ def oneshot_services(config: dict) -> set[str]:
     return result
 
 
-def compose_up_and_wait(stack: Stack, dc, services: list[str], oneshots: set[str], *, timeout: float,
+def compose_up_and_wait(target: Target, dc, services: list[str], oneshots: set[str], *, timeout: float,
                         out: TextIO) -> tuple[WaitResult, float]:
     """`docker compose up -d`, then wait until every container is healthy (or a failure is
     reported with its logs); returns the result and when Compose was started."""
     start = time.monotonic()
-    proc = stack.popen("up", "-d", "--remove-orphans")
+    proc = target.popen("up", "-d", "--remove-orphans")
     lines: list[str] = []
 
     def pump():
@@ -302,7 +293,7 @@ def compose_up_and_wait(stack: Stack, dc, services: list[str], oneshots: set[str
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
-        result = wait_healthy(dc, services, oneshots, timeout=timeout, out=out, compose_proc=proc,
+        result = wait_healthy(dc, target, services, oneshots, timeout=timeout, out=out, compose_proc=proc,
                               compose_output=lines, clock_start=start)
     finally:
         if proc.poll() is None and sys.exc_info()[0] is not None:
@@ -311,97 +302,119 @@ def compose_up_and_wait(stack: Stack, dc, services: list[str], oneshots: set[str
     return result, start
 
 
-def up(*, gpu: bool = False, grafana: bool = False, build: bool = True, timeout: float = 900,
-       out: TextIO | None = None) -> WaitResult:
+def up(target: Target, *, build: bool = True, timeout: float = 900, out: TextIO | None = None) -> WaitResult:
+    """Build what is missing, write the env file's missing secrets and the secret files, check
+    ports and images, start the stack and wait until every service is healthy and ready."""
     out = out or sys.stdout
-    stack = Stack(gpu=gpu, grafana=grafana)
     dc = ds.client()
     find_compose()
-    print("fxstack up: checking images", file=out, flush=True)
-    refs = ensure_images(stack, build, out)
-    created, added = ensure_env_file(env_file())
-    if created:
-        print(f"wrote {env_file()} with fresh random secrets (mode 600; never overwritten)", file=out)
-    elif added:
-        print(f"added missing keys to {env_file()}: {', '.join(added)}", file=out)
-    preflight(stack, dc, refs)
-    write_secret_files(stack, dc, out)  # Compose `secrets:` files, derived from compose/.env
-    config = stack.config()
+    variants = f" ({', '.join(target.variants)})" if target.variants else ""
+    print(f"{target.cmd('up')}{variants}: checking images", file=out, flush=True)
+    refs = ensure_images(target, build, out)
+    ensure_secrets(target, out)
+    preflight(target, dc, refs)
+    write_secret_files(target, dc, out)  # Compose `secrets:` files, derived from the env file
+    config = target.config()
     services = list((config.get("services") or {}).keys())
     oneshots = oneshot_services(config)
-    print(f"starting {len(services)} services (project {os.environ.get('FXSTACK_PROJECT', 'fxstack')})",
-          file=out, flush=True)
-    result, start = compose_up_and_wait(stack, dc, services, oneshots, timeout=timeout, out=out)
-    print(f"all {len(services)} containers healthy in {result.seconds:.1f} s; asking each service", file=out)
-    result = wait_services_ready(dc, stack, result, start=start, timeout=timeout, out=out)
+    print(f"starting {len(services)} services (project {target.project_name})", file=out, flush=True)
+    result, start = compose_up_and_wait(target, dc, services, oneshots, timeout=timeout, out=out)
+    if target.stack.probes:
+        print(f"all {len(services)} containers healthy in {result.seconds:.1f} s; asking each service", file=out)
+        result = wait_services_ready(dc, target, result, start=start, timeout=timeout, out=out)
     print(f"all {len(services)} services ready in {result.seconds:.1f} s", file=out)
-    print_urls(stack, dc, out)
+    print_urls(target, dc, out)
     return result
 
 
-def print_urls(stack: Stack, dc, out: TextIO) -> None:
-    states = ds.service_states(dc)
+def ensure_secrets(target: Target, out: TextIO) -> None:
+    """The env file with every generated key of the stack (missing ones appended, none changed)."""
+    path = target.env_path
+    created, added = ensure_env_file(path, target.stack.generate(), target.stack.env_header,
+                                     plain=set(target.stack.plain_defaults))
+    if created:
+        print(f"wrote {path} with fresh random secrets (mode 600; never overwritten)", file=out)
+    elif added:
+        print(f"added missing keys to {path}: {', '.join(added)}", file=out)
+
+
+def print_urls(target: Target, dc, out: TextIO) -> None:
+    states = target.states(dc)
     print("\nopen:", file=out)
-    for svc, (what, path, creds) in URLS.items():
-        url = service_url(states.get(svc), path)
-        if url:
-            print(f"  {what:42} {url}\n  {'':42} login: {creds}", file=out)
-    print(f"\ncredentials: {env_file()} (generated on first up; keep it private)", file=out)
-    print("stop: fxstack down   (wipe data too: fxstack down --volumes)", file=out)
+    for svc, url in target.stack.urls.items():
+        link = ds.published_url(states.get(svc), url.path)
+        if link:
+            login = url.login.format(env_file=target.env_path)
+            print(f"  {url.what:42} {link}\n  {'':42} login: {login}", file=out)
+    for name in target.variants:
+        print(f"\n{name}: {target.stack.variants[name].help}", file=out)
+    print(f"\nsecrets: {target.env_path} (generated on first up; keep it private)", file=out)
+    print(f"stop: {target.cmd('down')}   (wipe data too: {target.cmd('down', '--volumes')})", file=out)
 
 
-def service_url(st: ds.ServiceState | None, path: str = "/") -> str | None:
-    if not st:
-        return None
-    for bindings in st.ports.values():
-        for b in bindings or []:
-            if b.get("HostPort"):
-                return f"http://{b.get('HostIp') or '127.0.0.1'}:{b['HostPort']}{path}"
-    return None
-
-
-def down(*, volumes: bool = False, out: TextIO | None = None) -> None:
+def down(target: Target, *, volumes: bool = False, out: TextIO | None = None) -> None:
+    """Stop and remove the stack's containers (and with `volumes`, its data)."""
     out = out or sys.stdout
     ds.client()
-    # Both profiles and the GPU file when it can be interpolated, so nothing of ours is left behind;
+    # Every variant whose files can be interpolated, so nothing of ours is left behind;
     # --remove-orphans catches the rest (e.g. fingpt when the GPU image ref is gone).
-    stack = Stack(grafana=True, strict=False, gpu=bool(read_env(images_env_file()).get("FX_FINGPT_IMAGE")))
+    refs = read_env(images_env_file())
+    every = tuple(name for name, v in target.stack.variants.items()
+                  if all(refs.get(var) for var in image_vars_of_files(target, v.files)))
+    whole = target.but(variants=every, strict=False)
     args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
-    proc = stack.run(*args, capture=False, check=False)
+    proc = whole.run(*args, capture=False, check=False)
     if proc.returncode != 0:
         raise FxError(f"docker-compose down failed (exit {proc.returncode})", hint="see Compose's message above")
-    print("stack stopped" + (" and its volumes removed" if volumes else " (volumes kept; --volumes wipes them)"),
-          file=out)
+    print(f"stack {target.project_name} stopped" + (" and its volumes removed" if volumes else
+          f" (volumes kept; `{target.cmd('down', '--volumes')}` wipes them)"), file=out)
 
 
-def status(*, out: TextIO | None = None) -> list[dict]:
+def image_vars_of_files(target: Target, files: tuple[str, ...]) -> list[str]:
+    """The *_IMAGE variables that the variant's own compose files require."""
+    paths = [target.compose_dir / f for f in files]
+    return [v for v in required_vars(paths) if v.endswith("_IMAGE")] if paths else []
+
+
+def status(target: Target, *, out: TextIO | None = None) -> list[dict]:
     out = out or sys.stdout
     dc = ds.client()
-    states = ds.service_states(dc)
+    states = target.states(dc)
     rows = []
     for svc in sorted(states):
         st = states[svc]
-        path = URLS.get(svc, ("", "/", ""))[1]
+        url = target.stack.urls.get(svc)
         rows.append({"service": svc, "state": st.state + (f"({st.exit_code})" if st.exit_code is not None else ""),
-                     "health": st.health, "url": service_url(st, path) or "-"})
+                     "health": st.health, "url": ds.published_url(st, url.path if url else "/") or "-"})
     if not rows:
-        print(f"the stack is not running (no containers in project {project_name()}): `fxstack up` starts it",
-              file=out)
+        print(f"the {target.stack.name} stack is not running (no containers in project {target.project_name}): "
+              f"`{target.cmd('up')}` starts it", file=out)
         return rows
     width = max(len(r["service"]) for r in rows)
+    print(f"project {target.project_name}", file=out)
     print(f"{'SERVICE':<{width}}  {'STATE':<11} {'HEALTH':<10} URL", file=out)
     for r in rows:
         print(f"{r['service']:<{width}}  {r['state']:<11} {r['health']:<10} {r['url']}", file=out)
     return rows
 
 
-def logs(service: str | None, *, follow: bool = False, tail: int = 100) -> int:
+def logs(target: Target, service: str | None, *, follow: bool = False, tail: int = 100) -> int:
     ds.client()
-    stack = Stack(grafana=True, strict=False)
+    whole = target.but(variants=tuple(target.stack.variants), strict=False) if target.stack.variants else \
+        target.but(strict=False)
     args = ["logs", "--tail", str(tail)] + (["--follow"] if follow else [])
     if service:
-        known = stack.services()
+        known = whole.services()
         if service not in known:
-            raise FxError(f"no service named {service!r}", hint=f"services: {', '.join(known)}")
+            raise FxError(f"no service named {service!r} in the {target.stack.name} stack",
+                          hint=f"services: {', '.join(known)}")
         args.append(service)
-    return stack.run(*args, capture=False, check=False).returncode
+    return whole.run(*args, capture=False, check=False).returncode
+
+
+def test(target: Target, *, timeout: float = 900, out: TextIO | None = None) -> Any:
+    """The stack's own end-to-end run against the running stack."""
+    out = out or sys.stdout
+    if target.stack.e2e is None:
+        raise FxError(f"the {target.stack.name} stack has no end-to-end run")
+    return target.stack.e2e(target, out=out, timeout=timeout)

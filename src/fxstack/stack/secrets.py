@@ -16,9 +16,9 @@ import tarfile
 from pathlib import Path
 from typing import TextIO
 
-from ..envfile import SECRET_FILES, secret_files
+from ..envfile import secret_files
 from ..errors import FxError
-from .compose import Stack, secrets_dir
+from .target import Target
 
 
 def image_user_ids(dc, ref: str) -> tuple[int, int]:
@@ -68,7 +68,7 @@ def owners(config: dict, dc) -> dict[str, tuple[int, int, str]]:
             have = result.get(source)
             if have and have[0] != uid:
                 raise FxError(f"secret {source} is read by {have[2]} (uid {have[0]}) and {svc_name} (uid {uid})",
-                              where="compose", hint="give each service its own secret file (envfile.SECRET_FILES)")
+                              where="compose", hint="give each service its own secret file (the stack's secret_files table)")
             result.setdefault(source, (uid, gid, svc_name))
     return result
 
@@ -97,17 +97,20 @@ def _write(path: Path, content: bytes, uid: int, gid: int) -> str:
     return how
 
 
-def write_secret_files(stack: Stack, dc, out: TextIO | None = None) -> Path:
-    """Derive every secret file from compose/.env into secrets_dir(); owners from the services."""
-    directory = secrets_dir()
-    owned = owners(stack.config(), dc)
+def write_secret_files(target: Target, dc, out: TextIO | None = None) -> Path:
+    """Derive every secret file the stack's services mount from its env file (the stack's
+    secret_files table) into the target's secrets directory; owners from the services."""
+    directory = target.secrets_path
+    owned = owners(target.config(), dc)
     if not owned:
-        return directory  # a stack without file secrets (e.g. bsopt): nothing to write
-    unknown = sorted(set(owned) - set(SECRET_FILES))
+        return directory  # a stack without file secrets: nothing to write
+    table = target.stack.secret_files
+    unknown = sorted(set(owned) - set(table))
     if unknown:
-        raise FxError(f"the compose files mount secrets fxstack does not write: {', '.join(unknown)}",
-                      hint="add them to SECRET_FILES in src/fxstack/envfile.py")
-    contents = secret_files(stack.settings(), sorted(owned))
+        raise FxError(f"the compose files of the {target.stack.name} stack mount secrets fxstack does not write: "
+                      f"{', '.join(unknown)}",
+                      hint=f"add them to the {target.stack.name} stack's secret_files table (src/fxstack/stacks/)")
+    contents = secret_files(table, target.settings(), sorted(owned))
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     modes = set()

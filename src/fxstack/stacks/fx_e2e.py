@@ -17,10 +17,7 @@ import requests
 
 from ..errors import FxError
 from ..poll import TimedOut, poll
-from . import docker_state as ds
-from .compose import env_file
-from ..envfile import read_env
-from .lifecycle import service_url
+from .model import Running
 
 DAG_ID = "fx_pipeline"
 
@@ -37,21 +34,13 @@ class Endpoints:
     pairs: list[str]
 
 
-def endpoints() -> Endpoints:
+def endpoints(target: Running) -> Endpoints:
     """Base URLs of the published services (from Docker's port bindings) and the admin login."""
-    dc = ds.client()
-    states = ds.service_states(dc)
-    urls = {}
-    for svc in ("airflow-webserver", "mlflow", "fastapi", "prometheus"):
-        st = states.get(svc)
-        if not st or not st.healthy:
-            state = f"{st.state}/{st.health}" if st else "not created"
-            raise FxError(f"service {svc} is not running and healthy ({state})",
-                          hint="bring the stack up first: `fxstack up` (then `fxstack status`)")
-        urls[svc] = service_url(st, "").rstrip("/")
-    env = read_env(env_file())
+    urls = target.urls(("airflow-webserver", "mlflow", "fastapi", "prometheus"))
+    env_file = target.env_path
+    env = target.settings()
     if not env.get("AIRFLOW_ADMIN_PASSWORD"):
-        raise FxError(f"no AIRFLOW_ADMIN_PASSWORD in {env_file()}", hint="`fxstack up` writes it on first run")
+        raise FxError(f"no AIRFLOW_ADMIN_PASSWORD in {env_file}", hint="`fxstack up` writes it on first run")
     pairs = [p.strip() for p in (env.get("FX_PAIRS") or "EUR_USD,GBP_USD,USD_JPY").split(",") if p.strip()]
     return Endpoints(
         airflow=urls["airflow-webserver"], mlflow=urls["mlflow"], api=urls["fastapi"],
@@ -257,9 +246,11 @@ class E2EResult:
     targets_up: list[str] = field(default_factory=list)
 
 
-def run(out: TextIO | None = None, dag_timeout: float = 900) -> E2EResult:
+def run(target: Running, *, out: TextIO | None = None, timeout: float = 900) -> E2EResult:
+    """The whole run; `timeout` bounds the DAG run."""
     out = out or sys.stdout
-    ep = endpoints()
+    dag_timeout = timeout
+    ep = endpoints(target)
     print(f"Airflow {ep.airflow}  MLflow {ep.mlflow}  API {ep.api}  Prometheus {ep.prometheus}", file=out)
     wait_for_dag(ep)
     start = time.monotonic()

@@ -18,7 +18,7 @@ import requests
 
 from ..errors import FxError
 from ..poll import TimedOut, poll
-from . import bsopt as bsopt_stack
+from .model import Running
 
 MAE_LIMIT_PCT = 0.5
 
@@ -36,7 +36,7 @@ def _poll(what: str, fetch: Callable[[], Any], done: Callable[[Any], bool], time
         return poll(check, timeout=timeout, interval=interval)
     except TimedOut:
         raise FxError(f"{what}: not done after {timeout:.0f} s (last answer: {str(last[0])[:800]})",
-                      hint="`fxstack logs` with FXSTACK_STACK=bsopt, or `fxstack status bsopt`") from None
+                      hint="`fxstack logs bsopt <service>`, or `fxstack status bsopt`") from None
 
 
 def _json(r: requests.Response, what: str, status: int = 200) -> Any:
@@ -58,9 +58,12 @@ def _expect_problem(r: requests.Response, status: int, field: str, what: str) ->
         raise FxError(f"{what}: expected a problem for field {field!r} with what is accepted, got {body}")
 
 
-def run(*, timeout: float = 300, out: TextIO | None = None) -> dict[str, float]:
+URL_SERVICES = ("api", "neural-pricing")
+
+
+def run(target: Running, *, timeout: float = 300, out: TextIO | None = None) -> dict[str, float]:
     out = out or sys.stdout
-    urls = bsopt_stack.service_urls()
+    urls = target.urls(URL_SERVICES)
     api, pricing = urls["api"], urls["neural-pricing"]
     t: dict[str, float] = {}
     start = time.monotonic()
