@@ -1,0 +1,308 @@
+"""`fxstack deploy swarm [STACK]`: the stack model as a `docker stack deploy` file.
+
+`docker stack deploy` (20.10) takes a Compose file but not all of it: it refuses `mem_limit` and
+`pids_limit`, silently drops short-form `tmpfs`, `depends_on` and `shm_size`, and ignores
+`security_opt` and `restart`. So the file written here says each thing the way Swarm honours it:
+deploy.resources (memory, pids), long-form tmpfs volumes, deploy.restart_policy, secrets with
+owner and mode, configs for the files Compose binds. `no-new-privileges` has no service key:
+the nodes' dockerd runs with --no-new-privileges (docs/cluster.md).
+
+Placement: a stateful service is pinned to the node labelled `fxstack.<project>.<service>=true`
+(its named volume lives on that node); the GPU service to `fxstack.gpu=true`; stateless ones are
+replicated and spread by Swarm's scheduler. Networks are overlays, internal where Compose's are.
+Where the kernel has no IPVS (no routing mesh, no virtual IPs), every service uses
+`endpoint_mode: dnsrr` and publishes in host mode; with IPVS, VIPs and the ingress mesh.
+
+One entry address: HAProxy (our haproxy image) on every node, finding the API's tasks through
+Swarm's DNS (`tasks.<service>`) and health-checking each, so a client needs any node's address.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..errors import FxError
+from ..image.store import atomic_write_bytes
+from .model import ImageInfo, Mount, Service, StackModel
+
+# The service the load balancer fronts, per stack: (service, port, health path)
+ENTRY: dict[str, tuple[str, int, str]] = {"fx": ("fastapi", 8000, "/health"), "bsopt": ("api", 8000, "/ready")}
+LB_SERVICE = "lb"
+LB_PORT = 8080
+LB_CONFIG_TARGET = "/etc/fxstack/haproxy.cfg"
+LB_HEALTH = "/lb-health"  # answered by HAProxy itself (monitor-uri): the balancer is up
+
+
+def ipvs_available() -> bool:
+    """The routing mesh and service VIPs need IPVS in the kernel (module ip_vs)."""
+    if Path("/proc/net/ip_vs").exists():
+        return True
+    release = os.uname().release
+    modules = Path("/lib/modules") / release
+    return any(modules.rglob("ip_vs.ko*")) if modules.is_dir() else False
+
+
+@dataclass(frozen=True)
+class SwarmOptions:
+    endpoint_mode: str = "dnsrr"          # "dnsrr" (no IPVS) or "vip"
+    lb_image: ImageInfo | None = None     # None: no load balancer
+    lb_port: int = LB_PORT
+    publish: tuple[str, ...] = ()         # other services to publish (Compose's published ports)
+    nfs: str | None = None                # SERVER:/EXPORT for the shared volumes
+
+
+def _mib(n: int) -> str:
+    return f"{n // (1 << 20)}M" if n % (1 << 20) == 0 else str(n)
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(seconds)}s" if seconds == int(seconds) else f"{int(seconds * 1000)}ms"
+
+
+def _placement_label(model: StackModel, svc: Service) -> str:
+    return f"fxstack.{model.project}.{svc.name}"
+
+
+def _volumes(svc: Service) -> list[dict]:
+    out = []
+    for m in svc.mounts:
+        if m.kind in ("volume", "shared"):
+            out.append({"type": "volume", "source": m.source, "target": m.target, "read_only": m.read_only})
+        elif m.kind == "tmpfs":
+            # long form: the short `tmpfs:` list is dropped by `docker stack deploy` without a word
+            out.append({"type": "tmpfs", "target": m.target, **({"tmpfs": {"size": m.size}} if m.size else {})})
+    if svc.shm_size:
+        out.append({"type": "tmpfs", "target": "/dev/shm", "tmpfs": {"size": svc.shm_size}})
+    return out
+
+
+def _config_name(svc: Service, m: Mount) -> str:
+    return f"{svc.name}-{Path(m.source).name}".replace(".", "-")
+
+
+def service_entry(model: StackModel, svc: Service, opts: SwarmOptions) -> dict:
+    entry: dict = {"image": svc.image.ref}
+    if svc.entrypoint is not None:
+        entry["entrypoint"] = svc.entrypoint
+    if svc.command is not None:
+        entry["command"] = svc.command
+    if svc.environment:
+        entry["environment"] = dict(sorted(svc.environment.items()))
+    if svc.hostname:
+        # one name per task: replicas must not share a host name (Celery node names, logs)
+        entry["hostname"] = svc.hostname if svc.replicas == 1 else svc.hostname + "-{{.Task.Slot}}"
+    elif svc.replicas > 1:
+        entry["hostname"] = "{{.Service.Name}}-{{.Task.Slot}}"
+    if svc.secrets:
+        entry["secrets"] = [{"source": s, "target": s, "uid": str(svc.image.uid), "gid": str(svc.image.gid),
+                             "mode": 0o400} for s in svc.secrets]
+    configs = [m for m in svc.mounts if m.kind == "config"]
+    if configs:
+        entry["configs"] = [{"source": _config_name(svc, m), "target": m.target, "mode": 0o444} for m in configs]
+    volumes = _volumes(svc)
+    if volumes:
+        entry["volumes"] = volumes
+    if svc.networks:
+        entry["networks"] = svc.networks
+    entry["read_only"] = svc.read_only
+    if svc.cap_drop:
+        entry["cap_drop"] = svc.cap_drop
+    if svc.logging:
+        entry["logging"] = svc.logging
+    if svc.stop_grace:
+        entry["stop_grace_period"] = _duration(svc.stop_grace)
+    if svc.health:
+        h = svc.health
+        test = ["CMD-SHELL", h.command[2]] if h.command[:2] == ["/bin/sh", "-c"] else ["CMD", *h.command]
+        entry["healthcheck"] = {"test": test, "interval": _duration(h.interval), "timeout": _duration(h.timeout),
+                                "retries": h.retries, "start_period": _duration(h.start_period)}
+    if svc.name in opts.publish:
+        entry["ports"] = [{"target": p.number, "published": p.number, "protocol": p.protocol,
+                           "mode": "host" if opts.endpoint_mode == "dnsrr" else "ingress"} for p in svc.published]
+    deploy: dict = {"mode": "replicated", "replicas": svc.replicas, "endpoint_mode": opts.endpoint_mode}
+    limits: dict = {}
+    if svc.memory:
+        limits["memory"] = _mib(svc.memory)
+    if svc.pids:
+        limits["pids"] = svc.pids
+    resources: dict = {"limits": limits} if limits else {}
+    constraints = []
+    if svc.gpus:
+        resources["reservations"] = {"generic_resources": [
+            {"discrete_resource_spec": {"kind": "NVIDIA-GPU", "value": svc.gpus}}]}
+        constraints.append("node.labels.fxstack.gpu == true")
+    if resources:
+        deploy["resources"] = resources
+    if svc.kind == "stateful":
+        constraints.append(f"node.labels.{_placement_label(model, svc)} == true")
+    if constraints:
+        deploy["placement"] = {"constraints": constraints}
+    # Replicas are spread by Swarm's scheduler itself (it picks the node with the fewest tasks of
+    # the service). No max_replicas_per_node: with as many replicas as nodes left after a node
+    # loss it deadlocks a start-first update.
+    if svc.kind == "job":
+        deploy["restart_policy"] = {"condition": "on-failure", "delay": "5s", "max_attempts": 10}
+    else:
+        deploy["restart_policy"] = {"condition": "any", "delay": "2s", "window": "30s"}
+        # stateful: stop the old task first (one task owns the volume); stateless: start the new
+        # one first, so a rolling update never leaves fewer healthy replicas than asked for
+        order = "stop-first" if svc.kind == "stateful" or svc.gpus else "start-first"
+        deploy["update_config"] = {"parallelism": 1, "delay": "5s", "order": order,
+                                   "failure_action": "rollback", "monitor": "30s"}
+        deploy["rollback_config"] = {"parallelism": 1, "order": order}
+    deploy["labels"] = {"com.docker.stack.fxstack": model.name}
+    entry["deploy"] = deploy
+    return entry
+
+
+def haproxy_config(model: StackModel, opts: SwarmOptions) -> str:
+    """HAProxy in front of the entry service: its tasks from Swarm's DNS (`tasks.<service>`,
+    re-resolved every second), each health-checked; a request whose task went away is retried
+    on another one."""
+    service, port, health = ENTRY[model.name]
+    replicas = model.services[service].replicas
+    slots = max(8, replicas * 4)  # room for the tasks of a rolling update
+    return f"""# written by `fxstack deploy swarm {model.name}`: the entry address of the {model.name} stack
+global
+    log stdout format raw local0 info
+    maxconn 4096
+defaults
+    mode http
+    log global
+    option httplog
+    option redispatch
+    retries 3
+    retry-on conn-failure empty-response response-timeout 502 503 504
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout check 2s
+resolvers swarm
+    nameserver docker 127.0.0.11:53
+    resolve_retries 3
+    timeout resolve 1s
+    timeout retry 1s
+    hold valid 1s
+    hold obsolete 1s
+    hold nx 1s
+    accepted_payload_size 8192
+frontend entry
+    bind :{opts.lb_port}
+    monitor-uri {LB_HEALTH}
+    default_backend {service}
+backend {service}
+    balance roundrobin
+    option httpchk GET {health}
+    http-check expect status 200
+    default-server check inter 1s fall 2 rise 1 resolvers swarm init-addr none
+    server-template {service}- {slots} tasks.{service}:{port}
+"""
+
+
+def render(model: StackModel, opts: SwarmOptions) -> tuple[dict, dict[str, str]]:
+    """(the stack file, {file name: content} of the configs written beside it)."""
+    shared = model.shared_volumes()
+    if shared and not opts.nfs:
+        users = {v: model.volumes[v] for v in shared}
+        raise FxError(f"volumes shared by several services ({', '.join(f'{v}: {u}' for v, u in users.items())}) "
+                      "need storage every node reaches", where=f"{model.name} stack",
+                      hint="give an NFS export with --nfs SERVER:/EXPORT (one directory per volume under it)")
+    services = {name: service_entry(model, svc, opts) for name, svc in model.services.items()}
+    side_files: dict[str, str] = {}
+    configs: dict[str, dict] = {}
+    for svc in model.services.values():
+        for m in svc.mounts:
+            if m.kind == "config":
+                configs[_config_name(svc, m)] = {"file": m.source}
+    if opts.lb_image is not None:
+        if model.name not in ENTRY:
+            raise FxError(f"the {model.name} stack names no entry service for the load balancer",
+                          hint="deploy with --no-lb")
+        side_files["haproxy.cfg"] = haproxy_config(model, opts)
+        configs["lb-haproxy-cfg"] = {"file": "./haproxy.cfg"}
+        entry_networks = model.services[ENTRY[model.name][0]].networks
+        services[LB_SERVICE] = {
+            "image": opts.lb_image.ref,
+            # the image's entrypoint is tini + haproxy (images/haproxy.toml)
+            "command": ["-W", "-db", "-f", LB_CONFIG_TARGET],
+            "configs": [{"source": "lb-haproxy-cfg", "target": LB_CONFIG_TARGET, "mode": 0o444}],
+            "networks": [n for n in entry_networks if not model.networks.get(n)] or entry_networks,
+            "read_only": True, "cap_drop": ["ALL"],
+            "volumes": [{"type": "tmpfs", "target": "/tmp", "tmpfs": {"size": 16 << 20}}],
+            "ports": [{"target": opts.lb_port, "published": opts.lb_port, "protocol": "tcp",
+                       "mode": "host" if opts.endpoint_mode == "dnsrr" else "ingress"}],
+            "healthcheck": {"test": ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{opts.lb_port} && printf "
+                                     f"'GET {LB_HEALTH} HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3 | grep -q ' 200 '"],
+                            "interval": "5s", "timeout": "3s", "retries": 3, "start_period": "5s"},
+            "deploy": {"mode": "global", "endpoint_mode": opts.endpoint_mode,
+                       "resources": {"limits": {"memory": "128M", "pids": 64}},
+                       "restart_policy": {"condition": "any", "delay": "2s"},
+                       "update_config": {"parallelism": 1, "delay": "5s", "order": "stop-first",
+                                         "failure_action": "rollback"},
+                       "labels": {"com.docker.stack.fxstack": model.name}},
+        }
+    volumes: dict[str, dict] = {}
+    for v in model.volumes:
+        if v in shared:
+            server, _, export = (opts.nfs or "").partition(":")
+            volumes[v] = {"driver": "local", "driver_opts": {
+                "type": "nfs", "o": f"addr={server},rw,nfsvers=4", "device": f":{export.rstrip('/')}/{v}"}}
+        else:
+            volumes[v] = {}
+    stack = {
+        "version": "3.9",
+        "services": services,
+        "networks": {n: {"driver": "overlay", "internal": internal} for n, internal in sorted(model.networks.items())},
+        "volumes": volumes,
+        "secrets": {name: {"file": str(path)} for name, path in sorted(model.secrets.items())
+                    if any(name in s.secrets for s in model.services.values())},
+    }
+    if configs:
+        stack["configs"] = configs
+    return stack, side_files
+
+
+def write(stack: dict, side_files: dict[str, str], out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in side_files.items():
+        atomic_write_bytes(out / name, text.encode())
+    path = out / "stack.yml"
+    atomic_write_bytes(path, yaml.safe_dump(stack, sort_keys=False, default_flow_style=False).encode())
+    return path
+
+
+def docker(*args: str, host: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    if shutil.which("docker") is None:
+        raise FxError("the docker CLI is not installed", hint="install docker.io (scripts/bootstrap.sh does)")
+    cmd = ["docker", *(["-H", host] if host else []), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise FxError(f"`{' '.join(cmd)}` failed: {(proc.stderr or proc.stdout).strip()[-600:]}",
+                      hint="is this node a Swarm manager? (`docker swarm init`, `docker node ls`)")
+    return proc
+
+
+def deploy(path: Path, project: str, host: str | None = None) -> str:
+    return docker("stack", "deploy", "--prune", "--with-registry-auth", "-c", str(path), project,
+                  host=host).stdout
+
+
+def down(project: str, host: str | None = None) -> str:
+    return docker("stack", "rm", project, host=host).stdout
+
+
+def tasks_per_node(project: str, host: str | None = None) -> dict[str, list[str]]:
+    """node -> the running tasks of the stack on it (`docker stack ps`)."""
+    out = docker("stack", "ps", project, "--filter", "desired-state=running",
+                 "--format", "{{.Node}}\t{{.Name}}\t{{.CurrentState}}", host=host).stdout
+    nodes: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        node, name, state = (line.split("\t") + ["", ""])[:3]
+        nodes.setdefault(node, []).append(f"{name} ({state})")
+    return nodes

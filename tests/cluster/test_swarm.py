@@ -1,0 +1,108 @@
+"""`fxstack deploy swarm`: the rendered `docker stack deploy` file of both stacks says everything
+in the form Swarm honours (docs/cluster.md lists what `docker stack deploy` refuses or drops)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from fxstack.cluster import swarm
+from fxstack.cluster.model import ImageInfo
+from fxstack.errors import FxError
+from fxstack.stack.compose import find_compose
+
+from .stack_models import REGISTRY, model
+
+pytestmark = pytest.mark.unit
+
+LB = ImageInfo(f"{REGISTRY}/haproxy@sha256:" + "ab" * 32, 100, 101)
+OPTS = swarm.SwarmOptions(endpoint_mode="dnsrr", lb_image=LB, nfs="nfs.example:/srv/fxstack")
+# keys `docker stack deploy` (20.10) refuses, or drops without a word
+REFUSED_OR_DROPPED = ("mem_limit", "pids_limit", "tmpfs", "depends_on", "restart", "security_opt", "shm_size")
+
+
+def stack_file(name: str, opts=OPTS):
+    return swarm.render(model(name), opts)
+
+
+@pytest.mark.parametrize("name", ["fx", "bsopt"])
+def test_only_keys_swarm_honours(name):
+    stack, _ = stack_file(name)
+    for svc_name, svc in stack["services"].items():
+        assert not set(REFUSED_OR_DROPPED) & set(svc), svc_name
+        assert "@sha256:" in svc["image"], svc_name
+        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"], svc_name
+        assert svc["deploy"]["restart_policy"]["condition"] in ("any", "on-failure"), svc_name
+        assert svc["deploy"]["endpoint_mode"] == "dnsrr"
+        for p in svc.get("ports", []):
+            assert p["mode"] == "host", f"{svc_name}: no routing mesh without IPVS"
+
+
+def test_fx_placement_replicas_and_resources():
+    stack, _ = stack_file("fx")
+    s = stack["services"]
+    for stateful in ("postgres", "redis", "mlflow", "prometheus"):
+        assert s[stateful]["deploy"]["placement"]["constraints"] == [f"node.labels.fxstack.fxstack.{stateful} == true"]
+        assert s[stateful]["deploy"]["update_config"]["order"] == "stop-first"
+    assert s["fastapi"]["deploy"]["replicas"] == 2 and s["airflow-worker"]["deploy"]["replicas"] == 2
+    assert s["fastapi"]["deploy"]["update_config"] == {"parallelism": 1, "delay": "5s", "order": "start-first",
+                                                       "failure_action": "rollback", "monitor": "30s"}
+    assert s["airflow-worker"]["hostname"] == "airflow-worker-{{.Task.Slot}}"
+    assert s["fastapi"]["deploy"]["resources"]["limits"] == {"memory": "1024M", "pids": 128}
+    # tmpfs in the long form, with its size
+    assert {"type": "tmpfs", "target": "/tmp", "tmpfs": {"size": 64 << 20}} in s["fastapi"]["volumes"]
+    assert s["airflow-init"]["deploy"]["restart_policy"]["condition"] == "on-failure"
+    gpu = s["fingpt"]["deploy"]
+    assert gpu["resources"]["reservations"]["generic_resources"][0]["discrete_resource_spec"]["kind"] == "NVIDIA-GPU"
+    assert "node.labels.fxstack.gpu == true" in gpu["placement"]["constraints"]
+    assert stack["networks"]["backend"] == {"driver": "overlay", "internal": True}
+    assert stack["volumes"]["fx-data"]["driver_opts"]["device"] == ":/srv/fxstack/fx-data"
+    assert stack["volumes"]["pgdata"] == {}
+
+
+def test_secrets_long_form_owned_by_the_service_user():
+    stack, _ = stack_file("fx")
+    redis = stack["services"]["redis"]
+    assert {"source": "redis_users_acl", "target": "redis_users_acl", "uid": "102", "gid": "104",
+            "mode": 0o400} in redis["secrets"]
+    assert set(stack["secrets"]) >= {"redis_users_acl", "api_redis_password"}
+    assert all(set(v) == {"file"} for v in stack["secrets"].values()), "files referenced, values never written"
+
+
+def test_load_balancer_finds_the_api_tasks_by_dns():
+    stack, files = stack_file("fx")
+    lb = stack["services"]["lb"]
+    assert lb["deploy"]["mode"] == "global" and lb["ports"][0]["published"] == swarm.LB_PORT
+    cfg = files["haproxy.cfg"]
+    assert "server-template fastapi- 8 tasks.fastapi:8000" in cfg and "option httpchk GET /health" in cfg
+    assert "nameserver docker 127.0.0.11:53" in cfg
+    assert "tasks.api:8000" in stack_file("bsopt")[1]["haproxy.cfg"]
+
+
+def test_vip_mode_uses_the_routing_mesh():
+    stack, _ = stack_file("fx", swarm.SwarmOptions(endpoint_mode="vip", lb_image=LB, nfs="n:/x"))
+    assert stack["services"]["lb"]["ports"][0]["mode"] == "ingress"
+    assert stack["services"]["fastapi"]["deploy"]["endpoint_mode"] == "vip"
+
+
+def test_shared_volumes_need_nfs():
+    with pytest.raises(FxError, match=r"fx-data: \['airflow-scheduler', 'airflow-worker', 'fastapi'\].*\n.*--nfs"):
+        swarm.render(model("fx"), swarm.SwarmOptions(lb_image=LB))
+
+
+def test_compose_v2_reads_the_file_and_keeps_the_escapes(tmp_path):
+    """The file is Compose: Compose v2 (the real binary) parses it, and a shell's `$(...)` stays
+    escaped for `docker stack deploy`'s interpolation."""
+    stack, files = stack_file("fx")
+    path = swarm.write(stack, files, tmp_path)
+    assert (tmp_path / "haproxy.cfg").is_file()
+    out = subprocess.run(find_compose() + ["-f", str(path), "-p", "fxcheck", "config", "--format", "json"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    parsed = json.loads(out.stdout)
+    assert parsed["services"]["fastapi"]["deploy"]["replicas"] == 2
+    assert "$$(cat /run/secrets/airflow_admin_password)" in yaml.safe_load(path.read_text())[
+        "services"]["airflow-init"]["command"][-1]
