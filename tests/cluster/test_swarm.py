@@ -106,3 +106,40 @@ def test_compose_v2_reads_the_file_and_keeps_the_escapes(tmp_path):
     assert parsed["services"]["fastapi"]["deploy"]["replicas"] == 2
     assert "$$(cat /run/secrets/airflow_admin_password)" in yaml.safe_load(path.read_text())[
         "services"]["airflow-init"]["command"][-1]
+
+
+@pytest.mark.parametrize("name", ["fx", "bsopt"])
+def test_docker_stack_deploy_accepts_the_file(name, tmp_path):
+    """Debian's docker CLI (20.10, the one the nodes run) loads and checks the file against its
+    own Compose schema before it contacts a daemon: pointed at a socket that does not exist, a
+    file it accepts fails only at the connection, and no `$` is left to its interpolation."""
+    import os
+    import shutil
+
+    cli = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker")
+    if cli is None:
+        pytest.skip("the docker CLI (docker.io) is needed; scripts/bootstrap.sh installs it")
+    stack, files = stack_file(name)
+    path = swarm.write(stack, files, tmp_path)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    out = subprocess.run([cli, "stack", "deploy", "-c", str(path), f"fxcheck-{name}"], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=60)
+    text = out.stdout + out.stderr
+    assert "Cannot connect to the Docker daemon" in text, text
+    assert "variable is not set" not in text, text
+
+
+def test_docker_stack_deploy_would_refuse_a_compose_only_key(tmp_path):
+    """The check above can fail: the same CLI refuses `mem_limit` beside deploy.resources."""
+    import os
+    import shutil
+
+    cli = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker")
+    if cli is None:
+        pytest.skip("the docker CLI (docker.io) is needed; scripts/bootstrap.sh installs it")
+    stack, files = stack_file("bsopt")
+    stack["services"]["api"]["mem_limit"] = "768m"
+    path = swarm.write(stack, files, tmp_path)
+    out = subprocess.run([cli, "stack", "deploy", "-c", str(path), "fxcheck"], capture_output=True, text=True,
+                         env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}, timeout=60)
+    assert "mem_limit" in out.stdout + out.stderr and "Cannot connect" not in out.stdout + out.stderr
