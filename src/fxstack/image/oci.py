@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 from ..specs import ImageSpec
 from .settings import LAYER_MEDIA_TYPE, created
@@ -63,20 +65,49 @@ def read_manifest(store: BlobStore, digest: str) -> dict:
     return json.loads(store.path(digest).read_bytes())
 
 
+def read_index(store: BlobStore) -> dict[str, dict]:
+    """index.json's entries by ref name (an entry without one by its digest); {} before the
+    first build."""
+    try:
+        entries = json.loads((store.root / "index.json").read_text())["manifests"]
+    except FileNotFoundError:
+        return {}
+    return {m.get("annotations", {}).get("org.opencontainers.image.ref.name", m["digest"]): m for m in entries}
+
+
+@contextmanager
+def _index_lock(store: BlobStore) -> Iterator[None]:
+    """Builds, `fxstack sbom` and the harness write index.json from several processes at once
+    (state_lock lets them share the state directory): each read-modify-write holds this lock,
+    so none writes back an index read before another's entry landed."""
+    import fcntl
+
+    with open(store.root / ".index.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def edit_index(store: BlobStore, change: Callable[[dict[str, dict]], None]) -> None:
+    """Read index.json, let `change` edit its entries (by ref name), write it back atomically,
+    all under the index lock."""
+    with _index_lock(store):
+        entries = read_index(store)
+        change(entries)
+        atomic_write_bytes(store.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        index = {"schemaVersion": 2, "manifests": [entries[k] for k in sorted(entries)]}
+        atomic_write_bytes(store.root / "index.json", json.dumps(index, indent=1).encode())
+
+
 def update_index(store: BlobStore, refs: dict[str, tuple[str, int]]) -> None:
     """The OCI layout's index.json: one entry per image name, pointing at its manifest."""
-    index_path = store.root / "index.json"
-    try:
-        current = {m["annotations"]["org.opencontainers.image.ref.name"]: m
-                   for m in json.loads(index_path.read_text())["manifests"]}
-    except (FileNotFoundError, KeyError, json.JSONDecodeError):
-        current = {}
-    for name, (digest, size) in refs.items():
-        current[name] = {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": size,
-                         "annotations": {"org.opencontainers.image.ref.name": name}}
-    atomic_write_bytes(store.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-    index = {"schemaVersion": 2, "manifests": [current[k] for k in sorted(current)]}
-    atomic_write_bytes(index_path, json.dumps(index, indent=1).encode())
+    def change(entries: dict[str, dict]) -> None:
+        for name, (digest, size) in refs.items():
+            entries[name] = {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": size,
+                             "annotations": {"org.opencontainers.image.ref.name": name}}
+    edit_index(store, change)
 
 
 def content_tag(manifest_digest: str) -> str:

@@ -33,7 +33,7 @@ from ..specs import ImageSpec
 from . import oci
 from .deb822 import paragraphs
 from .settings import SOURCE_DATE_EPOCH, created
-from .store import BlobStore, atomic_write_bytes, canonical_json
+from .store import BlobStore, canonical_json
 
 SBOM_MEDIA_TYPE = "application/vnd.cyclonedx+json"
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
@@ -136,11 +136,7 @@ def validate(document: bytes) -> None:
 # -- the OCI layout ----------------------------------------------------------------------------
 
 def _index(store: BlobStore) -> dict[str, dict]:
-    try:
-        entries = json.loads((store.root / "index.json").read_text())["manifests"]
-    except FileNotFoundError:
-        return {}
-    return {m.get("annotations", {}).get("org.opencontainers.image.ref.name", m["digest"]): m for m in entries}
+    return oci.read_index(store)
 
 
 def sbom_ref_name(image: str) -> str:
@@ -179,13 +175,12 @@ def attach(store: BlobStore, spec: ImageSpec, lock: PoetryLock, manifest_digest:
         "annotations": {"org.opencontainers.image.created": created()},
     }
     digest, size = store.put_bytes(canonical_json(artifact))
-    entries = _index(store)
-    entries[sbom_ref_name(spec.name)] = {
+    entry = {
         "mediaType": oci.MANIFEST_MEDIA_TYPE, "artifactType": SBOM_MEDIA_TYPE, "digest": digest, "size": size,
         "annotations": {"org.opencontainers.image.ref.name": sbom_ref_name(spec.name),
                         "fxstack.sbom.subject": manifest_digest}}
-    index = {"schemaVersion": 2, "manifests": [entries[k] for k in sorted(entries)]}
-    atomic_write_bytes(store.root / "index.json", json.dumps(index, indent=1).encode())
+    # under the index lock: a build in another process may be adding its image right now
+    oci.edit_index(store, lambda entries: entries.__setitem__(sbom_ref_name(spec.name), entry))
     return sbom_digest
 
 
