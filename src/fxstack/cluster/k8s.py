@@ -20,7 +20,7 @@ import yaml
 
 from ..errors import FxError
 from ..image.store import atomic_write_bytes
-from .model import Health, Mount, Service, StackModel
+from .model import Health, Service, StackModel
 
 KUBERNETES_VERSION = "1.30.0"
 VOLUME_SIZE = "10Gi"

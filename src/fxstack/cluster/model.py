@@ -207,10 +207,10 @@ def build_model(stack: str, project: str, config: dict, resolve: Callable[[str],
             if vol.get("type") == "volume" and vol.get("source"):
                 volumes.setdefault(vol["source"], []).append(name)
     want = {**REPLICAS.get(stack, {}), **(replicas or {})}
-    unknown = sorted(set(want) - set(services_cfg))
-    if replicas and set(replicas) & set(unknown):
-        raise FxError(f"--replicas names {', '.join(sorted(set(replicas) & set(unknown)))}, not a service "
-                      f"of the {stack} stack", hint=f"services: {', '.join(sorted(services_cfg))}")
+    unknown = sorted(set(replicas or {}) - set(services_cfg))
+    if unknown:
+        raise FxError(f"--replicas names {', '.join(unknown)}, not a service of the {stack} stack",
+                      hint=f"services: {', '.join(sorted(services_cfg))}")
     services = {}
     for name, svc in sorted(services_cfg.items()):
         image = resolve(svc["image"])
