@@ -65,6 +65,16 @@ if [ "${FX_WITH_TESTS:-0}" = 1 ]; then
     pipi --no-deps --require-hashes -r requirements/cluster.txt
     echo "$tsum" > "$tstamp"
   fi
+  # schemathesis for the contract tier, in its own environment: it needs pytest>=8.4 and
+  # Werkzeug 3, the harness and the services pin older ones (requirements/contract.txt)
+  cvenv="$venv/contract"; cstamp="$cvenv/.contract.sha256"
+  csum=$(sha256sum requirements/contract.txt | cut -d' ' -f1)
+  if [ "$(cat "$cstamp" 2>/dev/null)" != "$csum" ]; then
+    say "installing schemathesis into .venv/contract"
+    python3 -m venv "$cvenv"
+    "$cvenv/bin/pip" install -q --disable-pip-version-check --require-hashes -r requirements/contract.txt
+    echo "$csum" > "$cstamp"
+  fi
 fi
 
 if ! docker info >/dev/null 2>&1; then

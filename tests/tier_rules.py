@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-TIERS = ("gpu", "slow", "nixreal", "security", "integration", "unit")
+TIERS = ("gpu", "slow", "nixreal", "security", "contract", "integration", "unit")
 # Tiers that may legitimately not run on a machine (no GPU, no seeded Nix inputs); their
 # skips say why in the summary instead of failing the run.
 OPTIONAL_TIERS = ("gpu", "nixreal")
@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config, items):
         _TIER_BY_NODE[item.nodeid] = tier_of(markers(item))
     untiered = [n for n, t in _TIER_BY_NODE.items() if t == "untiered"]
     if untiered:
-        raise pytest.UsageError("tests without a tier marker (unit, integration, security, slow, gpu, "
+        raise pytest.UsageError("tests without a tier marker (unit, integration, security, contract, slow, gpu, "
                                 "nixreal): " + ", ".join(untiered[:10]))
 
 

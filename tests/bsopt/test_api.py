@@ -20,12 +20,14 @@ ONE = {"spot": 49, "strike": 50, "years": 20 / 52, "rate": 0.05, "volatility": 0
 
 
 def problems(r, status=422):
+    """The service kit's error shape (servicekit.problems), by field."""
     assert r.status_code == status, r.text
     body = r.json()
-    assert body["hint"] and body["problems"], body
-    for p in body["problems"]:
+    assert set(body) == {"detail", "errors"} and body["errors"], body
+    for p in body["errors"]:
         assert set(p) == {"field", "reason", "accepted", "got"}, p
-    return {p["field"]: p for p in body["problems"]}
+        assert p["field"] in body["detail"] and p["accepted"], body
+    return {p["field"]: p for p in body["errors"]}
 
 
 def test_one_price_with_greeks():
@@ -86,6 +88,24 @@ def test_bad_input_gets_field_reason_and_what_is_accepted(change, field, reason)
 def test_not_json_and_not_an_object():
     assert "body" in problems(client.post("/price", content=b"{spot: 1", headers={"content-type": "application/json"}))
     assert "body" in problems(client.post("/price", json=[1, 2]))
+    assert "body" in problems(client.post("/price", content=b"\xff\xfe{}", headers={"content-type": "application/json"}))
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"greeks": "no"}, "greeks"),  # a string would have read as true
+    ({"greeks": 0}, "greeks"),
+    ({"spot": 10 ** 400}, "spot"),  # a JSON integer too large for a float
+    ({"strike": [10 ** 400, 1]}, "strike"),
+])
+def test_flags_are_booleans_and_huge_integers_are_refused(change, field):
+    assert field in problems(client.post("/price", json={**ONE, **change}))
+
+
+def test_an_out_of_range_query_parameter_is_a_422_not_a_500():
+    p = problems(client.get("/dead-letters", params={"limit": "179473779497601818200111054848"}))
+    assert p["limit"]["got"] == "179473779497601818200111054848" and "1000" in p["limit"]["reason"]
+    assert "limit" in problems(client.get("/quotes", params={"limit": 0}))
+    assert "job_id" in problems(client.get("/jobs/not-a-uuid"))
 
 
 def test_a_10_mb_body_is_refused_with_413_before_it_is_read():
@@ -105,6 +125,48 @@ def test_graphql_price_query():
     assert "volatility" in bad.json()["errors"][0]["message"]
 
 
+def _graphql_timed(query: str):
+    import time
+
+    body = json.dumps({"query": query}).encode()
+    client.post("/graphql", content=body, headers={"content-type": "application/json"})  # warm
+    t0 = time.perf_counter()
+    r = client.post("/graphql", content=body, headers={"content-type": "application/json"})
+    return r, time.perf_counter() - t0
+
+
+def test_graphql_5000_aliases_are_refused_at_once_naming_the_limit():
+    from bsopt.api.graphql import MAX_QUERY_CHARS
+
+    query = "{" + " ".join(f"q{i}: quotes(limit: 1000) {{ id strike bid ask }}" for i in range(5000)) + "}"
+    assert len(query) > 200_000
+    r, seconds = _graphql_timed(query)
+    assert r.status_code == 400 and r.json()["data"] is None
+    message = r.json()["errors"][0]["message"]
+    assert f"over the limit of {MAX_QUERY_CHARS}" in message and "aliases" in message
+    assert seconds < 0.05, f"{seconds * 1000:.1f} ms"
+
+
+@pytest.mark.parametrize("query,limit", [
+    ("{" + " ".join(f"p{i}: price(spot: 1, strike: 1, years: 1, volatility: 0.2) {{ price }}" for i in range(11)) + "}",
+     "11 aliases, over the limit of 10"),
+    ("{ quotes { " + " ".join(["id"] * 201) + " } }", "202 selected fields, over the limit of 200"),
+    ("{ __schema { types { fields { type { ofType { ofType { name } } } } } } }", "levels of nesting, over the limit of 6"),
+    ("{ price(spot: 1, strike: 1, years: 1, volatility: 0.2) { price } }" + " " * 9990, "over the limit of 10000"),
+])
+def test_graphql_depth_aliases_fields_and_length_are_bounded(query, limit):
+    r = client.post("/graphql", json={"query": query})
+    assert r.status_code == 400, r.text
+    assert limit in r.json()["errors"][0]["message"], r.json()
+
+
+def test_graphql_within_the_limits_still_answers():
+    q = "{" + " ".join(f"p{i}: price(spot: 100, strike: 100, years: 1, volatility: 0.2) {{ price delta }}"
+                       for i in range(10)) + "}"
+    r = client.post("/graphql", json={"query": q})
+    assert r.status_code == 200 and len(r.json()["data"]) == 10, r.text
+
+
 def test_unknown_job_task_is_refused_with_the_known_ones():
     p = problems(client.post("/jobs", json={"task": "mine_bitcoin"}))
     assert "train_neural_pricer" in p["task"]["accepted"]
@@ -114,4 +176,19 @@ def test_health_and_metrics():
     assert client.get("/health").json() == {"status": "ok"}
     client.post("/price", json=ONE)
     text = client.get("/metrics").text
-    assert 'bsopt_http_requests_total{route="/price",service="api",status="200"}' in text
+    assert 'bsopt_http_requests_total{method="POST",route="/price",status="200"}' in text
+    assert client.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+def test_openapi_describes_every_body_and_answer_with_models():
+    spec = client.get("/openapi.json").json()
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if method == "post" and path not in ("/scrapes",):
+                assert body and body.get("$ref"), (method, path)
+            for status, answer in op["responses"].items():
+                for media, content in answer.get("content", {}).items():
+                    assert content.get("schema") not in (None, {}), (method, path, status, media)
+    assert spec["paths"]["/price"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == \
+        {"$ref": "#/components/schemas/ErrorBody"}

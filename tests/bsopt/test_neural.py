@@ -63,7 +63,7 @@ def test_neural_pricing_serves_and_hot_swaps(tmp_path, small, monkeypatch):
     with TestClient(pricing.app) as client:
         assert client.get("/ready").status_code == 503
         r = client.post("/price", json={"spot": 100, "strike": 100, "years": 1, "volatility": 0.2})
-        assert r.status_code == 503 and "train_neural_pricer" in r.json()["hint"]
+        assert r.status_code == 503 and "train_neural_pricer" in r.json()["detail"]
         serving.store.publish(net, metrics)
         serving.refresh()       # what the watcher thread does every second
         body = {"spot": 100, "strike": [90, 100, 110], "years": 1, "volatility": 0.2, "rate": 0.01}
@@ -77,4 +77,6 @@ def test_neural_pricing_serves_and_hot_swaps(tmp_path, small, monkeypatch):
         assert client.post("/price", json=body).json()["model_version"] == 2
         assert client.get("/ready").json() == {"ready": True, "model_version": 2}
         p = client.post("/price", json={**body, "volatility": -1}).json()
-        assert p["problems"][0]["field"] == "volatility"
+        assert p["errors"] == [{"field": "volatility", "reason": "is out of range, got -1.0",
+                                "accepted": bsm.LIMITS["volatility"][1], "got": -1.0}]
+        assert "volatility" in p["detail"]

@@ -46,6 +46,7 @@ def test_a_1mb_body_is_413_before_it_is_read(port):
     status, answer = post_json(port, "/sentiment", body)
     assert status == 413, answer
     (err,) = answer["errors"]
+    assert set(err) == {"field", "reason", "accepted", "got"} and err["got"] == len(body)
     assert err["field"] == "body" and f"{len(body)} bytes (Content-Length)" in err["reason"]
     assert "65536 bytes (FX_MAX_BODY_BYTES)" in err["accepted"]
     # the same body in 8 KiB chunks, no Content-Length: counted while it streams

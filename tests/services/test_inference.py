@@ -67,9 +67,13 @@ def _bad_requests(client):
         assert r.status_code == 422, (body, r.text)
         j = r.json()
         assert j["errors"][0]["field"] == field and field in j["detail"]
+        assert set(j["errors"][0]) == {"field", "reason", "accepted", "got"}
         assert "EUR_USD" in j["errors"][0]["accepted"]  # what to send instead
     r = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    # not UTF-8: FastAPI's own answer is a bare 400; the kit's is the 422 every bad body gets
+    r = client.post("/predict", content=b'{"pair": "\xff\xfe"}', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body", r.text
     r = client.post("/predict", content=b"pair=EUR_USD",
                     headers={"content-type": "application/x-www-form-urlencoded"})
     assert 400 <= r.status_code < 500

@@ -4,13 +4,27 @@ volatilities, and prices with Greeks.
 Library: graphene 3.4. It is already in poetry.lock (MLflow 2.16 serves its own GraphQL API with
 it), so the API image adds no new package for GraphQL, and it is maintained (3.4.3, 2024).
 Strawberry would have added itself plus its dependencies for the same two queries. Served by
-a plain POST /graphql handler (graphene's `Schema.execute`), without a Starlette integration
-package.
+a plain POST /graphql handler (`run_query`: graphql-core's parse, validate and execute on
+graphene's schema), without a Starlette integration package.
+
+Limits. GraphQL lets one request ask for as much work as it likes: one 200 KB query of 5,000
+aliased `quotes(limit: 1000)` fields took 7.4 s of CPU. Every query is bounded before it runs,
+cheapest test first, and refused with a 400 naming the limit (docs/contracts.md lists them):
+- its length (MAX_QUERY_CHARS), before anything is parsed: the 5,000-alias query ends here;
+- its tokens (MAX_TOKENS), while parsing (graphql-core stops the lexer there);
+- depth, aliases and selected fields (validation rules, with the specified ones);
+- root `quotes` rows: each `quotes` field's `limit` is at most 10,000 and aliases at most
+  MAX_ALIASES, so one request reads at most 100,000 rows.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import graphene
+from fastapi.concurrency import run_in_threadpool
+from graphql import (ASTValidationRule, FieldNode, GraphQLError, GraphQLSyntaxError, execute, parse,
+                     specified_rules, validate)
 
 from ..common.errors import InputError
 from ..pricing import bsm
@@ -77,3 +91,82 @@ class Query(graphene.ObjectType):
 
 
 schema = graphene.Schema(query=Query)
+
+
+MAX_QUERY_CHARS = 10_000
+MAX_TOKENS = 2_000
+MAX_DEPTH = 6
+MAX_ALIASES = 10
+MAX_FIELDS = 200
+
+
+def _limit_rule(measure: str, limit: int, count):
+    """A validation rule that counts something over the whole document and reports once."""
+
+    class Rule(ASTValidationRule):
+        def __init__(self, context):
+            super().__init__(context)
+            self.seen = 0
+
+        def enter_document(self, node, *_):
+            self.seen = count(node)
+            if self.seen > limit:
+                self.report_error(GraphQLError(
+                    f"the query has {self.seen} {measure}, over the limit of {limit} "
+                    f"(accepted: at most {limit} {measure} per query; docs/contracts.md)"))
+
+    Rule.__name__ = f"Max{measure.title().replace(' ', '')}Rule"
+    return Rule
+
+
+def _walk(node, depth=0):
+    """(depth, field node) for every field selected anywhere in the document."""
+    selection_set = getattr(node, "selection_set", None)
+    if selection_set is None:
+        for d in getattr(node, "definitions", ()):
+            yield from _walk(d, depth)
+        return
+    for sel in selection_set.selections:
+        if isinstance(sel, FieldNode):
+            yield depth + 1, sel
+            yield from _walk(sel, depth + 1)
+        else:  # inline fragment: same depth
+            yield from _walk(sel, depth)
+
+
+LIMIT_RULES = (
+    _limit_rule("levels of nesting", MAX_DEPTH, lambda doc: max((d for d, _ in _walk(doc)), default=0)),
+    _limit_rule("aliases", MAX_ALIASES, lambda doc: sum(1 for _, f in _walk(doc) if f.alias is not None)),
+    _limit_rule("selected fields", MAX_FIELDS, lambda doc: sum(1 for _ in _walk(doc))),
+)
+RULES = (*specified_rules, *LIMIT_RULES)
+
+
+def _errors(errors) -> list[dict]:
+    return [{"message": str(getattr(e, "message", e)), "path": getattr(e, "path", None)} for e in errors]
+
+
+def _refused(message: str) -> tuple[dict, int]:
+    return {"data": None, "errors": [{"message": message, "path": None}]}, 400
+
+
+async def run_query(query: str, variables: dict[str, Any], context: dict[str, Any]) -> tuple[dict, int]:
+    """(answer, status): 200 with data (and any field errors), or 400 when the query does not
+    parse, validate or stay within the limits. Execution (database reads) runs in a thread."""
+    if len(query) > MAX_QUERY_CHARS:
+        return _refused(f"the query is {len(query)} characters, over the limit of {MAX_QUERY_CHARS} "
+                        "(accepted: a shorter query; at most "
+                        f"{MAX_ALIASES} aliases, {MAX_FIELDS} fields, depth {MAX_DEPTH}; docs/contracts.md)")
+    try:
+        document = parse(query, max_tokens=MAX_TOKENS, no_location=True)
+    except GraphQLSyntaxError as exc:
+        return _refused(f"{exc.message} (accepted: a GraphQL query of at most {MAX_TOKENS} tokens)")
+    invalid = validate(schema.graphql_schema, document, RULES)
+    if invalid:
+        return {"data": None, "errors": _errors(invalid)}, 400
+    result = await run_in_threadpool(execute, schema.graphql_schema, document,
+                                     context_value=context, variable_values=variables)
+    out: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        out["errors"] = _errors(result.errors)
+    return out, 200 if result.data is not None else 400

@@ -6,8 +6,10 @@ GET /quotes (scraped, with implied volatilities, from Postgres), POST /jobs + GE
 scraper for a run now). GraphQL: POST /graphql (quotes, price). Ops: /health (the process),
 /ready (Postgres and Redis answer), /metrics.
 
-Bad input gets a 422 naming the field, the reason and what is accepted (bsopt.common.http);
-a body over 4 MB gets a 413 before it is read.
+Bad input gets a 422 naming the field, the reason and what is accepted, and a body over 4 MB a
+413 before it is read (the service kit, servicekit.web, via bsopt.common.http). Every body is
+described in the OpenAPI by the models of bsopt.api.models; GraphQL queries are bounded in
+size, depth, aliases and fields (bsopt.api.graphql, docs/contracts.md).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import Any
 import numpy as np
 import psycopg2
 import redis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from servicekit.web import Detail
 
 from ..common import http
 from ..common.db import Database
@@ -33,7 +36,8 @@ from ..common.settings import DEAD_LETTER_KEY, SCRAPE_QUEUE, SCRAPE_STATUS, Sett
 from ..pricing import bsm
 from ..tasks.celery_app import TASKS
 from ..tasks.celery_app import app as celery_app
-from .graphql import schema
+from . import models as m
+from .graphql import run_query
 
 settings = Settings.from_env()
 db = Database(settings.database_url)
@@ -67,12 +71,37 @@ def _out(arrays: dict[str, np.ndarray], scalar: bool) -> dict[str, Any]:
     return {k: np.atleast_1d(v).tolist() for k, v in arrays.items()}
 
 
-@app.get("/health")
+def _body(model) -> dict:
+    """The OpenAPI of a body the handler parses itself (see bsopt.api.models)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def _models_in_openapi(*models) -> None:
+    """Put the request models the handlers parse by hand into components (FastAPI lists only
+    those it validates itself)."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps.update(js.pop("$defs", {}))
+            comps[model.__name__] = js
+        return schema
+
+    app.openapi = openapi
+
+
+@app.get("/health", response_model=m.Health)
 async def health():
     return {"status": "ok"}
 
 
-@app.get("/ready")
+@app.get("/ready", response_model=m.Ready, response_model_exclude_none=True, responses={503: {"model": m.Ready, "description": "Postgres or Redis unreachable"}})
 def ready():
     problems = {}
     try:
@@ -88,7 +117,7 @@ def ready():
     return {"ready": True}
 
 
-@app.post("/price")
+@app.post("/price", response_model=m.PriceResponse, openapi_extra=_body(m.PriceRequest))
 async def price(request: Request):
     """Body: spot, strike, volatility, years | expiry, [rate, dividend_yield, type, greeks].
     Each a number (or ISO date / "call"|"put") or a list; lists are priced element-wise."""
@@ -98,9 +127,10 @@ async def price(request: Request):
         return http.fast_json({**one, "count": 1})
     f = _fields(body)
     call = bsm.is_call(http.option_types(body))
+    bsm.same_shape(f, type=call)
     scalar = all(np.ndim(v) == 0 for v in f.values()) and np.ndim(call) == 0
     args = (f["spot"], f["strike"], f["years"], f["rate"], f["volatility"], f["dividend_yield"], call)
-    if body.get("greeks", True):
+    if http.flag(body, "greeks", True):
         out = bsm.greeks(*args).__dict__
     else:
         out = {"price": bsm.price(*args)}
@@ -117,16 +147,22 @@ def _one_option(body: dict[str, Any]) -> dict[str, float] | None:
     except KeyError:
         return None
     kind = body.get("type", "call")
-    if kind not in ("call", "put") or body.get("expiry") is not None or not body.get("greeks", True) \
+    if kind not in ("call", "put") or body.get("expiry") is not None or body.get("greeks", True) is not True \
             or not all(type(v) in (int, float) for v in vals.values()):
         return None
-    vals = {k: float(v) for k, v in vals.items()}
+    try:
+        vals = {k: float(v) for k, v in vals.items()}
+    except OverflowError:
+        return None  # the general way names the field
     bsm.check_one(**vals)
-    return bsm.greeks_one(vals["spot"], vals["strike"], vals["years"], vals["rate"], vals["volatility"],
-                          vals["dividend_yield"], kind == "call")
+    try:
+        return bsm.greeks_one(vals["spot"], vals["strike"], vals["years"], vals["rate"], vals["volatility"],
+                              vals["dividend_yield"], kind == "call")
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return None  # magnitudes at the edge of float: numpy's way names the problem
 
 
-@app.post("/implied-volatility")
+@app.post("/implied-volatility", response_model=m.IVResponse, openapi_extra=_body(m.IVRequest))
 async def implied_volatility(request: Request):
     body = await http.json_body(request)
     L = bsm.LIMITS
@@ -137,60 +173,58 @@ async def implied_volatility(request: Request):
                   rate=http.numbers(body, "rate", L["rate"][1], 0.0),
                   dividend_yield=http.numbers(body, "dividend_yield", L["dividend_yield"][1], 0.0))
     call = bsm.is_call(http.option_types(body))
+    bsm.same_shape(f, type=call, price=target)
     sigma = bsm.implied_vol_checked(target, f["spot"], f["strike"], f["years"], f["rate"],
                                     f["dividend_yield"], call)
     scalar = np.ndim(target) == 0 and all(np.ndim(v) == 0 for v in f.values())
     return http.fast_json(_out({"implied_volatility": sigma}, scalar))
 
 
-@app.get("/quotes")
-def quotes(underlying: str | None = None, limit: int = 500):
-    if not 1 <= limit <= 10_000:
-        raise InputError(Problem("limit", f"{limit} is out of range", "an integer in [1, 10000]", limit))
+@app.get("/quotes", response_model=m.Quotes)
+def quotes(underlying: str | None = Query(None, pattern="^[A-Za-z0-9.^_-]{1,32}$",
+                                              description="a ticker symbol, e.g. BSOPT"),
+           limit: int = Query(500, ge=1, le=10_000)):
     rows = db.quotes(underlying=underlying, limit=limit)
     return {"count": len(rows), "quotes": rows}
 
 
-@app.post("/graphql")
+@app.post("/graphql", response_model=m.GraphQLResponse, openapi_extra=_body(m.GraphQLRequest),
+          responses={400: {"model": m.GraphQLResponse,
+                           "description": "a query that does not parse, validate, or keep within the limits"}})
 async def graphql(request: Request):
     body = await http.json_body(request)
     query = body.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise InputError(Problem("query", "is missing or not a string", "a GraphQL query string"))
-    variables = body.get("variables") or {}
+    if not isinstance(query, str) or not query:
+        raise InputError(Problem("query", "is missing or not a string", "a GraphQL query string", query))
+    variables = body.get("variables")
+    if variables is None:
+        variables = {}
     if not isinstance(variables, dict):
-        raise InputError(Problem("variables", "is not an object", "a JSON object of variable values"))
-    result = await run_in_threadpool(schema.execute, query, variable_values=variables,
-                                     context_value={"db": db})
-    out: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        out["errors"] = [{"message": str(getattr(e, "message", e)),
-                          "path": getattr(e, "path", None)} for e in result.errors]
-    return JSONResponse(out, status_code=200 if result.data is not None else 400)
+        raise InputError(Problem("variables", "is not an object", "a JSON object of variable values", variables))
+    out, status = await run_query(query, variables, {"db": db})
+    return JSONResponse(out, status_code=status)
 
 
-@app.post("/jobs", status_code=202)
+@app.post("/jobs", status_code=202, response_model=m.JobAccepted, openapi_extra=_body(m.JobRequest))
 async def submit_job(request: Request):
     body = await http.json_body(request)
     task = body.get("task")
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise InputError(Problem("task", f"unknown task {task!r}", " or ".join(sorted(TASKS)), task))
-    args = body.get("args") or {}
+    args = body.get("args")
+    if args is None:
+        args = {}
     if not isinstance(args, dict):
-        raise InputError(Problem("args", "is not an object", "a JSON object of the task's keyword arguments"))
+        raise InputError(Problem("args", "is not an object", "a JSON object of the task's keyword arguments", args))
     result = await run_in_threadpool(celery_app.send_task, TASKS[task], kwargs=args)
     return {"id": result.id, "task": task, "state": "PENDING", "url": f"/jobs/{result.id}"}
 
 
-@app.get("/jobs/{job_id}")
-def job(job_id: str):
-    try:
-        uuid.UUID(job_id)
-    except ValueError:
-        raise InputError(Problem("job_id", "is not a job id", "the id POST /jobs returned (a UUID)", job_id)) from None
-    res = celery_app.AsyncResult(job_id)
+@app.get("/jobs/{job_id}", response_model=m.JobStatus, response_model_exclude_none=True)
+def job(job_id: uuid.UUID = Path(description="the id POST /jobs returned")):
+    res = celery_app.AsyncResult(str(job_id))
     state = res.state
-    out: dict[str, Any] = {"id": job_id, "state": state}
+    out: dict[str, Any] = {"id": str(job_id), "state": state}
     if state == "SUCCESS":
         out["result"] = res.result
     elif state in ("FAILURE", "RETRY"):
@@ -198,12 +232,12 @@ def job(job_id: str):
     return out
 
 
-@app.get("/dead-letters")
-def dead_letters(limit: int = 50):
-    return {"dead_letters": [json.loads(x) for x in rds.lrange(DEAD_LETTER_KEY, 0, max(0, limit - 1))]}
+@app.get("/dead-letters", response_model=m.DeadLetters)
+def dead_letters(limit: int = Query(50, ge=1, le=1000, description="how many, newest first")):
+    return {"dead_letters": [json.loads(x) for x in rds.lrange(DEAD_LETTER_KEY, 0, limit - 1)]}
 
 
-@app.post("/scrapes", status_code=202)
+@app.post("/scrapes", status_code=202, response_model=m.Scrape)
 def request_scrape():
     sid = uuid.uuid4().hex
     rds.set(SCRAPE_STATUS.format(sid), json.dumps({"id": sid, "state": "queued", "queued_at": time.time()}),
@@ -212,10 +246,14 @@ def request_scrape():
     return {"id": sid, "state": "queued", "url": f"/scrapes/{sid}"}
 
 
-@app.get("/scrapes/{sid}")
-def scrape_status(sid: str):
+@app.get("/scrapes/{sid}", response_model=m.Scrape, response_model_exclude_none=True,
+         responses={404: {"model": Detail, "description": "no such scrape (statuses are kept for an hour)"}})
+def scrape_status(sid: str = Path(pattern="^[0-9a-f]{32}$", description="the id POST /scrapes returned")):
     raw = rds.get(SCRAPE_STATUS.format(sid))
     if raw is None:
-        return JSONResponse({"error": f"no scrape {sid!r}", "hint": "use the id POST /scrapes returned "
-                             "(statuses are kept for an hour)"}, status_code=404)
+        return JSONResponse({"detail": f"no scrape {sid!r}: use the id POST /scrapes returned "
+                                       "(statuses are kept for an hour)"}, status_code=404)
     return json.loads(raw)
+
+
+_models_in_openapi(m.PriceRequest, m.IVRequest, m.GraphQLRequest, m.JobRequest)

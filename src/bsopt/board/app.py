@@ -15,6 +15,7 @@ from datetime import date, timedelta
 import numpy as np
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict
 
 from ..pricing import bsm
 
@@ -25,6 +26,30 @@ EXPIRY_DAYS = (30, 91, 182)
 STRIKES = np.arange(80.0, 121.0, 5.0)
 
 app = FastAPI(title="bsopt quote board", docs_url=None, redoc_url=None)
+
+
+class Health(BaseModel):
+    status: str
+
+
+class BoardQuote(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    type: str
+    strike: float
+    expiry: str
+    bid: float
+    ask: float
+    model_vol: float
+
+
+class Board(BaseModel):
+    underlying: str
+    spot: float
+    rate: float
+    dividend_yield: float
+    as_of: str
+    quotes: list[BoardQuote]
 
 
 def smile(k, f, years):
@@ -80,7 +105,7 @@ fetch("quotes.json").then(r => r.json()).then(b => {
 """
 
 
-@app.get("/health")
+@app.get("/health", response_model=Health)
 def health():
     return {"status": "ok"}
 
@@ -91,7 +116,7 @@ def page():
     return PAGE
 
 
-@app.get("/board/quotes.json")
-@app.get("/quotes.json")
+@app.get("/board/quotes.json", response_model=Board)
+@app.get("/quotes.json", response_model=Board)
 def quotes():
     return board()

@@ -1,135 +1,49 @@
-"""What both FastAPI services share: the 422/413 answers, strict number parsing, a body size
-limit, and Prometheus request metrics (pure ASGI, cheap enough for the p99 target)."""
+"""What bsopt's HTTP services add to the service kit (servicekit.web: the 422/413 answers, the
+body limit, request metrics): strict number parsing and fast JSON answers. The kit's error
+shape is the one every service we ship answers with."""
 
 from __future__ import annotations
 
 import json
-import time
+import logging
 from datetime import date
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from servicekit import web as kit
+from servicekit.problems import short as _short
 
 from .errors import InputError, Problem
 
 MAX_BODY = 4 * 1024 * 1024  # a 10,000-option batch is ~0.6 MB of JSON
 
-REQUESTS = Counter("bsopt_http_requests_total", "HTTP requests", ["service", "route", "status"])
-LATENCY = Histogram("bsopt_http_request_seconds", "HTTP request latency", ["service", "route"],
+REQUESTS = Counter("bsopt_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("bsopt_http_request_seconds", "HTTP request latency", ["method", "route"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
 
 
-def problem_response(exc: InputError) -> JSONResponse:
-    return JSONResponse(exc.to_json(), status_code=422)
-
-
-class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413 before reading them (Content-Length), or as soon
-    as a chunked body passes the limit."""
-
-    def __init__(self, app, limit: int = MAX_BODY):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._refuse(send, int(length))
-        seen = 0
-
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge(seen)
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge as exc:
-            await self._refuse(send, exc.args[0])
-
-    async def _refuse(self, send, size: int):
-        body = json.dumps({"error": "request body too large",
-                           "problems": [{"field": "body", "reason": f"{size} bytes is over the limit",
-                                         "accepted": f"at most {self.limit} bytes of JSON "
-                                                     "(split a larger batch into several requests)",
-                                         "got": size}],
-                           "hint": "send a smaller body"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class Metrics:
-    def __init__(self, app, service: str):
-        self.app, self.service = app, service
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start = time.perf_counter()
-        status = [500]
-
-        async def send_(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            REQUESTS.labels(self.service, path, str(status[0])).inc()
-            LATENCY.labels(self.service, path).observe(time.perf_counter() - start)
-
-
 def install(app: FastAPI, service: str) -> None:
-    """Error handlers, body limit, metrics and /metrics on `app`."""
-
-    @app.exception_handler(InputError)
-    async def _input_error(request: Request, exc: InputError):
-        return problem_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
-        problems = []
-        for err in exc.errors():
-            loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
-            problems.append(Problem(".".join(loc) or "body", err.get("msg", "invalid"),
-                                    "see /docs for this endpoint's schema", _short(err.get("input"))))
-        return problem_response(InputError(problems))
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics():
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    app.add_middleware(Metrics, service=service)
-    app.add_middleware(BodyLimit)
+    """The kit (error answers, body limit, metrics, their OpenAPI) and /metrics on `app`."""
+    kit.install(app, requests=REQUESTS, latency=LATENCY, max_bytes=MAX_BODY,
+                log=logging.getLogger(f"bsopt.{service}"),
+                accepted={"body": "a JSON object with the fields of this endpoint (see /docs)"})
+    kit.metrics_route(app, lambda: (generate_latest(), CONTENT_TYPE_LATEST))
 
 
 def fast_json(obj: Any) -> Response:
     """JSON of plain dicts, lists and floats, without FastAPI's jsonable_encoder: for a
     10,000-option batch with Greeks that walk alone took 37 ms of the 50 ms budget."""
-    return Response(json.dumps(obj, separators=(",", ":"), allow_nan=False).encode(),
-                    media_type="application/json")
-
-
-def _short(value: Any) -> Any:
-    text = repr(value)
-    return value if len(text) <= 200 else text[:200] + "..."
+    try:
+        body = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:  # NaN or infinity: inputs at the far edges of the ranges
+        raise InputError(Problem(
+            "body", "these inputs have no finite result in double precision (NaN or infinity), "
+            "e.g. a volatility × √years or a spot that underflows to 0",
+            "values of ordinary magnitude: spot and strike above 1e-6, volatility × √years "
+            "above 1e-8")) from None
+    return Response(body, media_type="application/json")
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -157,7 +71,10 @@ def numbers(body: dict[str, Any], name: str, accepted: str, default: Any = None)
         return default
     value = body[name]
     if _is_number(value):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer with hundreds of digits
+            raise InputError(Problem(name, "is too large for a number", accepted, _short(value))) from None
     if isinstance(value, list) and value:
         for i, x in enumerate(value):
             if not _is_number(x):
@@ -199,8 +116,20 @@ def years_to_expiry(body: dict[str, Any], today: date) -> Any:
     return out if items is raw else out[0]
 
 
+def flag(body: dict[str, Any], name: str, default: bool) -> bool:
+    """A JSON boolean (or null for the default): "false" or 0 would silently read as true."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InputError(Problem(name, f"is a {_kind(value)}, not a boolean", "true or false", _short(value)))
+    return value
+
+
 def option_types(body: dict[str, Any]) -> Any:
-    value = body.get("type", "call")
+    value = body.get("type")
+    if value is None:
+        return "call"
     if isinstance(value, list) and not value:
         raise InputError(Problem("type", "is an empty list", "\"call\", \"put\", or a list of them"))
     return value

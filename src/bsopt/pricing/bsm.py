@@ -46,7 +46,7 @@ def check(**fields) -> dict[str, np.ndarray]:
     for name, value in fields.items():
         try:
             arr = np.asarray(value, dtype=float)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             problems.append(Problem(name, "is not a number or a list of numbers", LIMITS[name][1], value))
             continue
         ok_fn, accepted = LIMITS[name]
@@ -70,6 +70,18 @@ def check(**fields) -> dict[str, np.ndarray]:
         raise InputError(Problem("batch", f"lists of different lengths ({shapes})",
                                  "scalars, or lists that all have the same length")) from None
     return out
+
+
+def same_shape(fields: dict, **more) -> None:
+    """InputError when the fields' lists (and `type`, the target price, ...) do not broadcast
+    together: `check` sees only the numeric fields."""
+    shapes = {k: np.shape(v) for k, v in {**fields, **more}.items()}
+    try:
+        np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        listed = ", ".join(f"{k}: {s[0] if s else 'scalar'}" for k, s in shapes.items())
+        raise InputError(Problem("batch", f"lists of different lengths ({listed})",
+                                 "scalars, or lists that all have the same length")) from None
 
 
 def is_call(option_type) -> np.ndarray:

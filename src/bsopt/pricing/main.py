@@ -15,14 +15,19 @@ from contextlib import asynccontextmanager
 from datetime import date
 
 import numpy as np
+from typing import Any, Optional, Union
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Gauge
+from pydantic import BaseModel, ConfigDict
+from servicekit.web import Detail
 
 from ..common import http
 from ..common.settings import Settings
 from ..ml.model import M_RANGE, V_RANGE, ModelStore, Network
 from . import bsm
+from .bodies import NeuralPriceRequest
 
 log = logging.getLogger("bsopt.pricing")
 MODEL_VERSION = Gauge("bsopt_neural_model_version", "version of the neural pricer being served")
@@ -77,13 +82,48 @@ async def lifespan(app: FastAPI):
 app = FastAPI(title="bsopt neural pricing", version="1.0", lifespan=lifespan)
 http.install(app, "neural-pricing")
 
+NO_MODEL = ("no neural pricer trained yet: POST /jobs {\"task\": \"train_neural_pricer\"} to the API, "
+            "then retry")
+Numbers = Union[float, list[float]]
 
-@app.get("/health")
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    ready: bool
+    model_version: Optional[int] = None
+    reason: Optional[str] = None
+
+
+class ModelInfo(BaseModel):
+    version: int
+    meta: Optional[dict[str, Any]] = None
+    versions: list[int]
+
+
+class NeuralPrice(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    price: Numbers
+    analytic: Numbers
+    error: Numbers
+    model_version: int
+    extrapolated: bool
+
+
+_NO_MODEL = {503: {"model": Detail, "description": "no model trained yet"}}
+
+
+@app.get("/health", response_model=Health)
 def health():
     return {"status": "ok"}
 
 
-@app.get("/ready")
+@app.get("/ready", response_model=Ready, response_model_exclude_none=True, responses={503: {"model": Ready, "description": "no model yet"}})
 def ready():
     net = serving.net
     if net is None:
@@ -93,23 +133,21 @@ def ready():
     return {"ready": True, "model_version": net.version}
 
 
-@app.get("/model")
+@app.get("/model", response_model=ModelInfo, responses=_NO_MODEL)
 def model():
     net = serving.net
     if net is None:
-        return JSONResponse({"error": "no model", "hint": "submit a train_neural_pricer job to the API"},
-                            status_code=503)
+        return JSONResponse({"detail": NO_MODEL}, status_code=503)
     return {"version": net.version, "meta": net.meta, "versions": serving.store.versions()}
 
 
-@app.post("/price")
+@app.post("/price", response_model=NeuralPrice, responses=_NO_MODEL, openapi_extra={"requestBody": {
+    "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PriceRequest"}}}}})
 async def price(request: Request):
     body = await http.json_body(request)
     net = serving.net
     if net is None:
-        return JSONResponse({"error": "no model", "problems": [],
-                             "hint": "no neural pricer trained yet: POST /jobs {\"task\": \"train_neural_pricer\"} "
-                                     "to the API, then retry"}, status_code=503)
+        return JSONResponse({"detail": NO_MODEL}, status_code=503)
     f = bsm.check(spot=http.numbers(body, "spot", bsm.LIMITS["spot"][1]),
                   strike=http.numbers(body, "strike", bsm.LIMITS["strike"][1]),
                   years=http.years_to_expiry(body, date.today()),
@@ -117,6 +155,7 @@ async def price(request: Request):
                   volatility=http.numbers(body, "volatility", bsm.LIMITS["volatility"][1]),
                   dividend_yield=http.numbers(body, "dividend_yield", bsm.LIMITS["dividend_yield"][1], 0.0))
     call = bsm.is_call(http.option_types(body))
+    bsm.same_shape(f, type=call)
     args = (f["spot"], f["strike"], f["years"], f["rate"], f["volatility"], f["dividend_yield"], call)
     neural = net.price(*args)
     analytic = bsm.price(*args)
@@ -131,3 +170,24 @@ async def price(request: Request):
     v = f["volatility"] * np.sqrt(f["years"])
     outside = ~((m >= M_RANGE[0]) & (m <= M_RANGE[1]) & (v >= V_RANGE[0]) & (v <= V_RANGE[1]))
     return http.fast_json({**out, "model_version": net.version, "extrapolated": bool(np.any(outside))})
+
+
+
+def _request_model_in_openapi() -> None:
+    """The body /price parses by hand, as a model in components."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        js = NeuralPriceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        comps.update(js.pop("$defs", {}))
+        comps["PriceRequest"] = js
+        return schema
+
+    app.openapi = openapi
+
+
+_request_model_in_openapi()

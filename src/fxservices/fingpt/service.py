@@ -16,13 +16,14 @@ from contextlib import asynccontextmanager
 from typing import Optional
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field, field_validator
 
 from fxservices.common.config import env_int
 from fxservices.common.logs import setup_logging
 from fxservices.common.web import install
+from servicekit.web import Detail, metrics_route
 
 setup_logging()
 log = logging.getLogger("fxservices.fingpt")
@@ -35,7 +36,11 @@ ACCEPTED_TEXTS = (f"a list of 1 to {MAX_TEXTS} non-empty strings (FINGPT_MAX_TEX
 
 
 class SentimentRequest(BaseModel):
-    texts: list[str] = Field(..., min_length=1, description="news headlines or sentences")
+    # the bounds are checked by _bounded (its 422s name the variables); the schema states them
+    texts: list[str] = Field(..., min_length=1, description="news headlines or sentences",
+                             json_schema_extra={"maxItems": MAX_TEXTS, "items": {
+                                 "type": "string", "minLength": 1, "maxLength": MAX_CHARS,
+                                 "pattern": "\\S"}})
 
     @field_validator("texts")
     @classmethod
@@ -55,6 +60,15 @@ class SentimentRequest(BaseModel):
 class SentimentItem(BaseModel):
     label: str
     score: float
+
+
+class Health(BaseModel):
+    status: str
+    model: Optional[dict] = Field(None, description="base model, adapter, device")
+    detail: Optional[str] = None
+
+
+_UNAVAILABLE = {503: {"model": Detail, "description": "the model is loading or failed to load (the reason)"}}
 
 
 class State:
@@ -113,14 +127,14 @@ def _unavailable() -> JSONResponse:
     return JSONResponse(status_code=503, content={"status": "unavailable", "detail": msg})
 
 
-@app.get("/health")
+@app.get("/health", response_model=Health, response_model_exclude_none=True, responses=_UNAVAILABLE)
 def health():
     if state.processor is None:
         return _unavailable()
     return {"status": "ok", "model": state.processor.info()}
 
 
-@app.post("/sentiment", response_model=list[SentimentItem])
+@app.post("/sentiment", response_model=list[SentimentItem], responses=_UNAVAILABLE)
 def sentiment(req: SentimentRequest):
     if state.processor is None:
         return _unavailable()
@@ -130,8 +144,10 @@ def sentiment(req: SentimentRequest):
     return [r.as_dict() for r in results]
 
 
-@app.get("/metrics")
-def metrics():
+def _render() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+metrics_route(app, _render)

@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from servicekit.web import Detail, metrics_route
 
 from fxservices.common.config import ConfigError, FxSettings, env_float
 from fxservices.common.logs import setup_logging
@@ -38,19 +39,22 @@ os.environ.setdefault("FEAST_USAGE", "False")
 setup_logging()
 log = logging.getLogger("fxservices.inference")
 
-PAIR_RE = re.compile(r"^[A-Z]{3}_[A-Z]{3}$")
+# ASCII letters only, checked before upper-casing ("ﬀ".upper() is "FF")
+PAIR_PATTERN = r"^\s*[A-Za-z]{3}[_/][A-Za-z]{3}\s*$"
+PAIR_RE = re.compile(PAIR_PATTERN)
 
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    pair: str = Field(..., description="Currency pair in OANDA notation", examples=["EUR_USD"])
+    pair: str = Field(..., description="Currency pair in OANDA notation", examples=["EUR_USD"],
+                      json_schema_extra={"pattern": PAIR_PATTERN})
 
     @field_validator("pair")
     @classmethod
     def _pair_format(cls, value: str) -> str:
         norm = value.strip().upper().replace("/", "_")
-        if not PAIR_RE.match(norm):
+        if not PAIR_RE.match(value):
             raise ValueError("pair must look like EUR_USD (two 3-letter currency codes joined "
                              "by '_')")
         return norm
@@ -69,6 +73,17 @@ class PredictResponse(BaseModel):
     feature_timestamp: Optional[datetime] = Field(
         description="event time of the online features used (close of the latest candle)")
     features: dict[str, float]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    ready: bool
+    checks: Optional[dict] = Field(None, description="model served per worker, feature store")
+    detail: Optional[str] = None
+    missing: Optional[list[str]] = None
 
 
 class Services:
@@ -168,12 +183,13 @@ def _error(status: int, message: str, **extra) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": message, **extra})
 
 
-@app.get("/health")
+@app.get("/health", response_model=Health)
 async def health() -> dict:
     return {"status": "ok"}
 
 
-@app.get("/ready")
+@app.get("/ready", response_model=Ready, response_model_exclude_none=True,
+         responses={503: {"model": Ready, "description": "what is missing (model, features, configuration)"}})
 def ready():
     services.ensure()
     if services.config_error:
@@ -202,10 +218,7 @@ def ready():
     return {"ready": True, "checks": checks}
 
 
-@app.get("/metrics")
-def prometheus_metrics() -> Response:
-    body, content_type = metrics.render()
-    return Response(content=body, media_type=content_type)
+metrics_route(app, metrics.render)
 
 
 _cache: Optional[PredictCache] = None
@@ -219,9 +232,8 @@ def _predict_cache() -> PredictCache:
 
 
 @app.post("/predict", response_model=PredictResponse,
-          responses={404: {"description": "unknown pair"},
-                     422: {"description": "invalid body"},
-                     503: {"description": "no model registered or no features yet"}})
+          responses={404: {"model": Detail, "description": "unknown pair"},
+                     503: {"model": Detail, "description": "no model registered or no features yet"}})
 async def predict(req: PredictRequest):
     # async: the hot path (loaded model, cached features) never blocks; the slow parts (MLflow
     # alias check, Feast read) run in other threads when due, while requests are answered with

@@ -53,8 +53,9 @@ def _job(api: str, job_id: str, timeout: float) -> dict:
 
 def _expect_problem(r: requests.Response, status: int, field: str, what: str) -> None:
     body = _json(r, what, status)
-    fields = [p["field"] for p in body.get("problems", [])]
-    if field not in fields or not all(p.get("accepted") for p in body["problems"]):
+    # the service kit's error shape (servicekit.problems): {"detail", "errors": [{field, reason, accepted, got}]}
+    fields = [p["field"] for p in body.get("errors", [])]
+    if field not in fields or not all(p.get("accepted") for p in body["errors"]):
         raise FxError(f"{what}: expected a problem for field {field!r} with what is accepted, got {body}")
 
 
