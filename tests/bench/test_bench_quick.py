@@ -21,7 +21,9 @@ BASELINE = ("cold_build_s", "noop_rebuild_s", "code_change_rebuild_s", "add_depe
 
 
 @pytest.mark.integration
-def test_quick_benchmark_runs_every_scenario(docker_client, tmp_path):
+def test_quick_benchmark_runs_every_scenario(cpu_images, tmp_path):
+    # cpu_images: the checkout's state holds the Python root filesystem the quick run starts
+    # from (the session builds it for the other integration tests anyway)
     out = tmp_path / "quick.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench.py"), "--quick", "--out", str(out),
                            "--work", str(tmp_path / "work")],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -128,6 +129,16 @@ class AptMirror:
             (self.dir / "updated").touch()
             self._fresh = True
             return True
+
+    def copy_lists(self, dest: Path) -> None:
+        """The index as it is now (InRelease and Packages files, already verified by apt),
+        copied to `dest`: what a resolve hands mmdebstrap instead of its own `apt-get update`,
+        which downloaded the mirror's whole index again for every resolve."""
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            for entry in (self.dir / "lists").iterdir():
+                if entry.is_file() and entry.name != "lock":
+                    shutil.copy2(entry, dest / entry.name)
 
     def offers(self, names: list[str]) -> dict[str, list[Offer]]:
         """{package: versions the mirror serves, newest first}; a package it lacks is absent."""

@@ -270,10 +270,15 @@ class RootfsBuilder:
         snapshot = os.environ.get("FXSTACK_DEBIAN_SNAPSHOT") or utc_stamp()
         mirror = self.mirror(snapshot)
         self.log(f"debian: {why} [{recipe.lock_key}] against {mirror.sources_file}")
+        # One index per mirror and process: brought up to date here (apt fetches only what
+        # changed since the last build) and handed to mmdebstrap, which skips its own update.
+        mirror.refresh(max_age=0)
         with tempfile.TemporaryDirectory(prefix="fx-resolve-", dir=self.cache_root) as tmp:
-            debs_dir, versions_file = Path(tmp) / "debs", Path(tmp) / "versions.tsv"
+            debs_dir, versions_file, lists = Path(tmp) / "debs", Path(tmp) / "versions.tsv", Path(tmp) / "lists"
             debs_dir.mkdir()
-            _mmdebstrap(["--format=null", "--skip=download/empty", "--skip=essential/unlink",
+            mirror.copy_lists(lists)
+            _mmdebstrap(["--format=null", "--skip=download/empty", "--skip=essential/unlink", "--skip=update",
+                         f'--setup-hook=cp -a {shlex.quote(str(lists))}/. "$1/var/lib/apt/lists/"',
                          "--include=" + ",".join(sorted(recipe.packages)),
                          f"--customize-hook=sync-out /var/cache/apt/archives {debs_dir}",
                          "--customize-hook=" + _versions_hook(versions_file),
@@ -359,12 +364,21 @@ class RootfsBuilder:
             entry = self.lock.entry(key)
             if entry:
                 locked.update(entry.versions())
+        # The answer follows from the index and the locked versions alone; asking apt-cache
+        # took most of a rebuild after a code change, so it is kept until either changes.
+        stamp = mirror.dir / "updated"
+        key = inputs_key("updates", str(mirror.dir), stamp.stat().st_mtime_ns if stamp.exists() else None,
+                         sorted(locked.items()))
+        answers = KeyedCache(self.cache_root / "updates")
+        if (hit := answers.get(key)) is not None:
+            return [Change(**row) for row in hit["rows"]]
         offers = mirror.offers(sorted(locked))
         rows = []
         for name, version in sorted(locked.items()):
             best = offers.get(name, [None])[0]
             if best and best.version != version and newer(best.version, version):
                 rows.append(Change(name, version, best.version, best.suite))
+        answers.put(key, {"rows": [vars(r) for r in rows]})
         return rows
 
     def updates_notice(self) -> str | None:
