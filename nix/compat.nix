@@ -6,4 +6,6 @@
 {
   prometheus-redis-exporter = [{ link = "bin/prometheus-redis-exporter"; target = "bin/redis_exporter"; }];
   postgresql_15 = [{ link = "usr/lib/postgresql/15/bin"; target = "bin"; }];
+  # Debian installs haproxy in /usr/sbin (the haproxy spec's entrypoint); nixpkgs in bin/.
+  haproxy = [{ link = "usr/sbin/haproxy"; target = "bin/haproxy"; }];
 }

@@ -100,11 +100,17 @@ let
         (n: "${n} ${builtins.unsafeDiscardOutputDependency built.images.${n}.drvPath}")
         (attrNames built.images)));
   };
+
+  # A stale poetry.lock stops every image, app and check at evaluation, service images
+  # included, with the portable builder's message (nix/pins.nix). The dev shell and the
+  # formatter stay usable: the dev shell's Poetry is what re-locks.
+  lockCheck = (import ./pins.nix { inherit src lib; installable = _: true; }).check;
+  guarded = mapAttrs (_: v: builtins.seq lockCheck v);
 in
 {
-  packages.${system} = built.images;
+  packages.${system} = guarded built.images;
 
-  legacyPackages.${system} = {
+  legacyPackages.${system} = guarded {
     inherit harnessEnv testEnv;
     image-manifest = stack.manifestFile;
     image-manifest-gpu = stack.manifestFileGpu;
@@ -112,9 +118,9 @@ in
     stack-scripts = stack.scripts;
   };
 
-  apps.${system} = stack.apps;
+  apps.${system} = guarded stack.apps;
 
-  checks.${system} = checks;
+  checks.${system} = guarded checks;
 
   devShells.${system}.default = pkgs.mkShell {
     packages = [ pkgs.python311 poetry pkgs.docker-compose pkgs.skopeo pkgs.nixfmt-rfc-style ];

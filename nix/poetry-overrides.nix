@@ -2,6 +2,10 @@
 # Only packages that need one are here, each with the reason. Everything else installs from
 # the wheel poetry.lock pins (preferWheels = true), with poetry2nix's default overrides
 # (which already cover torch, bitsandbytes, triton and the nvidia-*-cu12 wheels of torch < 2.5).
+#
+# `packages`: the names the lock walk installs in this environment (nix/lock-pins.json), for
+# the one override that depends on what else the environment has.
+{ packages }:
 final: prev:
 let
   lib = import ./lib.nix;
@@ -23,12 +27,16 @@ lib.genAttrs providers (n: if prev.${n} == null then null else prev.${n}.overrid
   # mlflow 2.16's wheel is the whole of mlflow-skinny's plus the server: the two share 582
   # identical files and both declare the `mlflow` console script, so an environment with
   # both fails python.withPackages' collision check (the bin/mlflow wrappers differ per store
-  # path; nixpkgs does not ignore collisions there). mlflow depends on mlflow-skinny ==
-  # its own version and nothing else in poetry.lock does: mlflow drops it and propagates
-  # mlflow-skinny's own dependencies instead, so every module it needs is still there once.
-  mlflow = prev.mlflow.overridePythonAttrs (old: {
-    propagatedBuildInputs = without [ "mlflow-skinny" ] (old.propagatedBuildInputs or [ ])
-      ++ (final.mlflow-skinny.propagatedBuildInputs or [ ]);
+  # path; nixpkgs does not ignore collisions there). The portable builder installs both wheels
+  # into one tree, mlflow's files over mlflow-skinny's identical ones. The same here: the
+  # mlflow-skinny wheel is installed, and everything but its metadata (`*.dist-info`, so
+  # importlib.metadata still finds it) is left to mlflow, which ships the same files.
+  # Only where mlflow is installed too (the harness's own environments have mlflow-skinny alone).
+  mlflow-skinny = prev.mlflow-skinny.overridePythonAttrs (old: lib.optionalAttrs (builtins.elem "mlflow" packages) {
+    postInstall = (old.postInstall or "") + ''
+      find $out/${final.python.sitePackages} -mindepth 1 -maxdepth 1 ! -name '*.dist-info' -exec rm -rf {} +
+      rm -rf $out/bin
+    '';
   });
 
   # volatile 2.1.0 (bowler -> feast) is an sdist only, with a bare setup.py that imports

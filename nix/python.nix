@@ -17,42 +17,41 @@ let
     filter = path: type: builtins.elem (baseNameOf path) [ "pyproject.toml" "poetry.lock" ]
       && builtins.dirOf path == toString src;
   };
-  # [tool.fxstack.exclude] in pyproject.toml: packages no image installs (the Python builder
-  # reads the same table). poetry2nix has no such option, so each locked package that depends
-  # on an excluded one gets it filtered out of its propagatedBuildInputs; what only the
-  # excluded package needed is then never reached.
-  normalize = name: lib.toLower (builtins.replaceStrings [ "_" "." ] [ "-" "-" ] name);
-  excluded = map normalize (builtins.attrNames
-    ((builtins.fromTOML (builtins.readFile (src + "/pyproject.toml"))).tool.fxstack.exclude or { }));
-  locked = (builtins.fromTOML (builtins.readFile (src + "/poetry.lock"))).package;
-  # Each locked package reaches poetry2nix without the wheels no x86_64-linux CPython 3.11 can
-  # install: the poetry2nix pin aborts on some of their tags (riscv64, abi3t, graalpy); see
-  # ./wheels.nix.
+  # Which files and dependencies each package gets: exactly the portable builder's
+  # (nix/lock-pins.json); files of packages outside it (build tools from the lock) are limited
+  # to those this interpreter can install (./wheels.nix).
   wheels = import ./wheels.nix { inherit (python) pythonVersion; inherit arch; };
-  dependents = lib.unique (map (p: normalize p.name) (builtins.filter
-    (p: builtins.any (d: builtins.elem (normalize d) excluded) (builtins.attrNames (p.dependencies or { })))
-    locked));
-  withoutExcluded = final: prev: lib.genAttrs dependents (name:
-    prev.${name}.overridePythonAttrs (old: {
-      propagatedBuildInputs = builtins.filter
-        (dep: !(builtins.elem (normalize (dep.pname or "")) excluded))
-        (old.propagatedBuildInputs or [ ]);
-    }));
+  pins = import ./pins.nix { inherit src lib; inherit (wheels) installable; };
+  # [tool.poetry.scripts] is for the harness's own venv (`fxstack`); poetry2nix would add a
+  # scripts package with a bin/fxstack that cannot import in any image (fxstack.cli is not
+  # there). mkPoetryEnv reads the pyproject file itself, so the environment is made as it
+  # makes it (mkPoetryPackages, then withPackages) from the parsed table without `scripts`.
+  # The content-hash does not cover `scripts`; pins.check compares the real file.
+  pyProject =
+    let p = builtins.fromTOML (builtins.readFile (src + "/pyproject.toml")); in
+    p // { tool = p.tool // { poetry = removeAttrs p.tool.poetry [ "scripts" ]; }; };
 in
 {
-  inherit excluded dependents wheels;
+  inherit wheels pins;
 
   # groups: the spec's `groups` (base image's groups first). checkGroups = [ ]: poetry2nix
-  # otherwise adds the `dev` group's packages (pytest) to every environment.
-  env = groups: poetry2nix.mkPoetryEnv {
-    inherit projectDir python groups;
-    pyproject = src + "/pyproject.toml";
-    poetrylock = src + "/poetry.lock";
-    preferWheels = true;
-    checkGroups = [ ];
-    overrides = ((poetry2nix.defaultPoetryOverrides.extend (import ./poetry-overrides.nix)).extend
-      withoutExcluded).extend wheels.overlay;
-  };
+  # otherwise adds the `dev` group's packages (pytest) to every environment. Evaluating one
+  # refuses a stale lock first (pins.check).
+  env = groups:
+    let
+      key = builtins.concatStringsSep "+" groups;
+      pinned = pins.overlays key { pwd = projectDir; };
+      packages = builtins.seq pins.check (poetry2nix.mkPoetryPackages {
+        inherit projectDir python groups pyProject;
+        pyproject = src + "/pyproject.toml";
+        poetrylock = src + "/poetry.lock";
+        preferWheels = true;
+        checkGroups = [ ];
+        overrides = ((poetry2nix.defaultPoetryOverrides.extend pinned.fromLock).extend
+          (import ./poetry-overrides.nix { packages = pins.packages key; })).extend pinned.onlyFollowed;
+      });
+    in
+    packages.python.withPackages (_: packages.poetryPackages);
 
   key = groups: builtins.concatStringsSep "+" groups;
 }

@@ -4,10 +4,9 @@
 # Each app exports, for the harness:
 #   FXSTACK_ROOT         the checkout when run from one (images/, compose/, pyproject.toml in $PWD),
 #                        else the flake's copy of them (state then goes to $XDG_STATE_HOME/fxstack)
-#   FXSTACK_IMAGES_FROM  "nix": images come from this flake, not from the portable builder
-#   FXSTACK_NIX_IMAGES   a JSON file: per image its ref, Compose env var, deploy/gpu/portable flags
-#                        and the path of its copyToDockerDaemon script
 #   PATH                 + fx-load-<image> (each image's copyToDockerDaemon) and fx-load-images
+# The harness learns which images to run from $state/images.env (as after `fxstack load`) and
+# is told not to build (--no-build); nothing else passes between the two.
 # stack-up first runs fx-load-images: every deployed image (the gpu one only in stack-up-gpu) is
 # copied into Docker (skopeo copies only the layers Docker does not have) and $state/images.env
 # gets FX_FASTAPI_IMAGE=fx-fastapi:<tag>... as docs/contracts.md says; then `fxstack up --no-build`.
@@ -31,8 +30,9 @@ let
 
   loadable = gpu: filter (n: manifest.${n}.deploy && (gpu || !manifest.${n}.gpu)) (attrNames manifest);
 
-  # Every image with its ref and flags; the copy script only for the images this app loads, so
-  # `nix run .#stack-up` builds neither fx-base nor the CUDA image.
+  # legacyPackages.image-manifest(-gpu): every image with its ref and flags, for tools outside
+  # the harness; the copy script only for the images the matching app loads, so building the
+  # manifest builds neither fx-base nor (without -gpu) the CUDA image.
   manifestFile = gpu: pkgs.writeText "fxstack-nix-images.json" (toJSON (builtins.mapAttrs
     (n: m: builtins.removeAttrs m [ "copyToDockerDaemon" ]
       // lib.optionalAttrs (elem n (loadable gpu)) { inherit (m) copyToDockerDaemon; })
@@ -87,9 +87,6 @@ let
             fi
           fi
           export FXSTACK_ROOT
-          export FXSTACK_IMAGES_FROM=nix
-          export FXSTACK_NIX_IMAGES=${manifestFile gpu}
-          ${lib.optionalString gpu "export FXSTACK_GPU=1"}
           export PYTHONPATH=${harnessSrc}/src''${PYTHONPATH:+:$PYTHONPATH}
           ${lib.optionalString load "fx-load-images"}
           exec ${harnessEnv}/bin/python -m fxstack.cli ${command} "$@"

@@ -12,16 +12,15 @@
 #    ast-serialize), `graalpy250_312_native` (kiwisolver) fail pypa.nix's
 #    parseABITag ("assertion '(m != null)' failed").
 # A wheel for riscv64, for CPython 3.15 or for GraalPy can never be chosen on x86_64-linux
-# CPython 3.11, so leaving it out changes nothing that poetry2nix would pick; the real wheel
-# selection (pypa.selectWheels) still ranks what is left. The filter is deliberately looser than
-# the real selection (it keeps every wheel that could be compatible) except for one thing the
+# CPython 3.11, so leaving it out changes nothing that poetry2nix would pick. The filter is deliberately
+# looser than the real selection (it keeps every wheel that could be compatible) except for one thing the
 # real parser cannot read at all: an ABI field that is a compressed set (`abi3.abi3t`).
 #
-# poetry2nix builds each locked package with its `mkPoetryDep`, from the package's `files`;
-# ./python.nix wraps that function (an overlay on poetry2nix's Python package set) so that it
-# gets `files` through `installable`. Neither poetry.lock nor the poetry2nix source is changed
-# (a rewritten lock written with builtins.toFile cannot be read back in pure evaluation on
-# every Nix version; an overlay needs nothing written).
+# Packages an image installs get exactly the portable builder's file (./pins.nix); this filter
+# is for the others poetry2nix may build from the lock (build tools of an sdist). ./pins.nix
+# wraps poetry2nix's `mkPoetryDep` (an overlay on its Python package set), so neither
+# poetry.lock nor the poetry2nix source is changed (a rewritten lock written with
+# builtins.toFile cannot be read back in pure evaluation with Nix 2.8).
 #
 #   (import ./wheels.nix { pythonVersion = "3.11"; arch = "x86_64"; }).installable "<file name>"
 { pythonVersion, arch }:
@@ -54,10 +53,4 @@ rec {
     let t = wheelTags file; in
     t == null
     || (any pythonOk (parts t.python) && abiOk t.abi && any platformOk (parts t.platform));
-
-  # An overlay for poetry2nix's Python package set: every locked package gets only its
-  # installable files.
-  overlay = _final: prev: {
-    mkPoetryDep = args: prev.mkPoetryDep (args // { files = filter (f: installable f.file) args.files; });
-  };
 }

@@ -56,6 +56,10 @@ def pytest_terminal_summary(terminalreporter, config):
         if realinputs.WHEELS_KEY in stash:
             n, bad = stash[realinputs.WHEELS_KEY]
             terminalreporter.write_line(f"nixreal: wheel selection checked for {n} locked packages, {bad} errors")
+        if realinputs.SAME_FILES_KEY in stash:
+            same, images = stash[realinputs.SAME_FILES_KEY]
+            terminalreporter.write_line(
+                f"nixreal: {same}/{images} images install the same files as the portable builder")
         return
     reason = realinputs.why_not()
     if reason is not None:

@@ -146,7 +146,7 @@ class Flake:
         """The poetry2nix environment an env layer links into /bin."""
         (bin_env,) = self.copy_to_root(layer)
         env = self.drv(bin_env["args"]["env"]["pythonEnv"])
-        assert env["fn"] == "poetry2nix.mkPoetryEnv", env["fn"]
+        assert env["fn"] == "poetry2nix.mkPoetryPackages", env["fn"]
         return env
 
     def reachable(self, start: str) -> set[str]:

@@ -314,3 +314,88 @@ def _first_error(text: str) -> str:
         if line.startswith("error:"):
             return line
     return text.splitlines()[0] if text else "failed"
+
+
+# --- what each image installs, read from the instantiated derivations ----------------------------
+
+SAME_FILES_KEY = _stash_key()  # (images that install the portable builder's files, images)
+
+
+def image_drvs(flake: RealFlake) -> dict[str, str]:
+    """image name -> its .drv (packages.<system>.<name>)."""
+    return flake.eval_json(f"packages.{SYSTEM}",
+                           "ps: builtins.mapAttrs (n: p: builtins.unsafeDiscardStringContext p.drvPath) ps")
+
+
+def _by_out(closure: dict) -> dict[str, tuple[str, dict]]:
+    return {o["path"]: (drv, d) for drv, d in closure.items() for o in d["outputs"].values()}
+
+
+def is_env(d: dict) -> bool:
+    name = d["env"].get("name", "")
+    return name.startswith("python3") and name.endswith("-env")
+
+
+def image_envs(closure: dict, image_drv: str) -> list[str]:
+    """The Python environments an image's layers hold: every env derivation reachable from the
+    image through its inputs, not looking inside an environment (its build tools)."""
+    seen, todo, envs = set(), [image_drv], []
+    while todo:
+        drv = todo.pop()
+        if drv in seen or drv not in closure:
+            continue
+        seen.add(drv)
+        if is_env(closure[drv]):
+            envs.append(drv)
+            continue
+        todo.extend(closure[drv]["inputDrvs"])
+    return sorted(envs)
+
+
+def env_contents(closure: dict, env_drv: str) -> tuple[set[tuple[str, str, str, str]], list[str]]:
+    """What one environment installs: {(name, version, file, sha256)} of every Python package
+    built from a locked file, and a description of every other path in it (the interpreter
+    excepted), e.g. a scripts package or a package taken from nixpkgs."""
+    by = _by_out(closure)
+    files, other = set(), []
+    for path in closure[env_drv]["env"].get("paths", "").split():
+        drv, d = by.get(path, (None, None))
+        if d is None:
+            other.append(f"{path} (not instantiated)")
+            continue
+        e = d["env"]
+        if e.get("pname") == "python3" or e.get("name", "").startswith("python3-"):
+            continue  # the interpreter
+        src = by.get(e.get("src", ""), (None, None))[1]
+        if "pname" in e and src is not None and src["env"].get("outputHash", "").startswith("sha256:"):
+            files.add((e["pname"], e["version"], src["env"]["name"], src["env"]["outputHash"][len("sha256:"):]))
+        else:
+            other.append(e.get("name", drv))
+    return files, sorted(other)
+
+
+def portable_files(root: Path, groups) -> set[tuple[str, str, str, str]]:
+    sys.path.insert(0, str(root / "src"))
+    from fxstack.lock.poetry_lock import PoetryLock
+    lock = PoetryLock(root / "poetry.lock", root / "pyproject.toml")
+    return {(f.name, f.version, f.filename, f.sha256) for f in lock.files_for(groups)}
+
+
+def compare_images(root: Path, closure: dict, drvs: dict[str, str], specs: dict) -> dict[str, list[str]]:
+    """image -> differences between what the Nix path and the portable builder install
+    (empty list: the same files), for every Python image."""
+    out = {}
+    for name, spec in sorted(specs.items()):
+        if spec["kind"] != "python":
+            continue
+        nix, other = set(), []
+        for env in image_envs(closure, drvs[name]):
+            f, o = env_contents(closure, env)
+            nix |= f
+            other += o
+        port = portable_files(root, spec["groups"])
+        diffs = [f"only Nix: {n} {v} {f}" for n, v, f, _ in sorted(nix - port)]
+        diffs += [f"only portable: {n} {v} {f}" for n, v, f, _ in sorted(port - nix)]
+        diffs += [f"not from the lock: {o}" for o in sorted(set(other))]
+        out[name] = diffs
+    return out

@@ -158,7 +158,7 @@ def test_changing_a_spec_field_changes_the_flake_output(flake, repo_copy, field)
     ("nix/images.nix", "    ExposedPorts = ", "    ExposedPort = ", "unknown key\\(s\\) ExposedPort"),
     # a perms entry key
     ("nix/images.nix", "mode = \"1777\";", "mod = \"1777\";", "unknown key\\(s\\) mod"),
-    # poetry2nix.mkPoetryEnv
+    # poetry2nix.mkPoetryPackages
     ("nix/python.nix", "    preferWheels = true;", "    preferWheel = true;", "unexpected argument 'preferWheel'"),
     # a Poetry group that does not exist
     ("nix/outputs.nix", "harnessPython.env [ \"main\" \"dev\" ]", "harnessPython.env [ \"main\" \"devel\" ]",

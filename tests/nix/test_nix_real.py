@@ -163,26 +163,26 @@ def test_no_dependency_cycle_and_airflow_is_whole(instantiated):
         assert not missing, (env["env"]["name"], sorted(missing))
 
 
-def test_no_environment_has_both_mlflow_and_mlflow_skinny(instantiated):
+def test_mlflow_skinny_leaves_its_files_to_mlflow(instantiated):
     """Finding 4 on the real lock: mlflow and mlflow-skinny install the same files and the
-    same bin/mlflow; python.withPackages does not ignore collisions."""
+    same bin/mlflow; python.withPackages does not ignore collisions. Both are installed, as
+    the portable builder installs both; where mlflow is there too, mlflow-skinny keeps only its
+    metadata, and where it is alone (the harness's environments) it is whole."""
     _, errors, closure = instantiated
     assert not errors
-    envs = _envs(closure)
-    with_mlflow = [e for e in envs.values() if "mlflow" in _env_packages(closure, e)]
-    assert with_mlflow
-    for env in envs.values():
-        names = _env_packages(closure, env)
-        assert not ({"mlflow", "mlflow-skinny"} <= names and env["env"].get("ignoreCollisions") != "1"), \
-            env["env"]["name"]
-    # what mlflow-skinny brought must still be there (its own dependencies)
-    lock = tomllib.loads((fxnix.ROOT / "poetry.lock").read_text())
-    skinny = next(p for p in lock["package"] if p["name"] == "mlflow-skinny")
-    excluded = {"databricks-sdk"}  # [tool.fxstack.exclude]
-    from packaging.utils import canonicalize_name
-    needed = {canonicalize_name(n) for n in skinny["dependencies"]} - excluded
-    for env in with_mlflow:
-        assert needed <= _env_packages(closure, env), needed - _env_packages(closure, env)
+    by = _by_out(closure)
+    seen = set()
+    for env in _envs(closure).values():
+        drvs = [by[p][1] for p in env["env"].get("paths", "").split() if p in by]
+        names = {d["env"].get("pname") for d in drvs}
+        for d in drvs:
+            if d["env"].get("pname") != "mlflow-skinny":
+                continue
+            post = d["env"].get("postInstall", "")
+            reduced = "! -name '*.dist-info' -exec rm -rf {} +" in post and "rm -rf $out/bin" in post
+            assert reduced == ("mlflow" in names), (env["env"]["name"], sorted(names)[:5], post)
+            seen.add(reduced)
+    assert seen == {True, False}, seen
 
 
 def test_volatile_builds_with_setuptools(instantiated):
@@ -256,3 +256,96 @@ def test_image_tags_are_stable(real):
     for name, m in data.items():
         assert re.fullmatch(rf"{re.escape(name)}:[0-9a-z]{{32}}", m["ref"]), m["ref"]
 
+
+
+# --- issue 16: one lock, one image ---------------------------------------------------------------
+
+def test_images_install_the_same_files_as_the_portable_builder(instantiated, real, real_repo, request):
+    """For every Python image: the (name, version, file, sha256) of every package the Nix
+    image's environments hold, read from the instantiated derivations (each package's src),
+    equals what the portable builder installs (PoetryLock.files_for and its wheel choice);
+    nothing else is in an environment but the interpreter."""
+    _, errors, closure = instantiated
+    assert not errors
+    drvs = realinputs.image_drvs(real)
+    specs = fxnix.python_specs(real_repo)
+    result = realinputs.compare_images(real_repo, closure, drvs, specs)
+    assert len(result) >= 11, sorted(result)
+    same = [n for n, d in result.items() if not d]
+    request.config.stash[realinputs.SAME_FILES_KEY] = (len(same), len(result))
+    assert len(same) == len(result), "\n".join(
+        f"{n}:\n" + "\n".join(f"  {x}" for x in d) for n, d in result.items() if d)
+
+
+def test_no_fxstack_script_in_any_image(instantiated, real):
+    """[tool.poetry.scripts] stays in pyproject.toml (the harness's venv), but no image's
+    environment has poetry2nix's scripts package (its bin/fxstack imports fxstack.cli, which
+    no image has), and every environment path is the interpreter or a package built from a
+    locked file: nothing else can put a script in /bin."""
+    _, errors, closure = instantiated
+    assert not errors
+    drvs = realinputs.image_drvs(real)
+    by = _by_out(closure)
+    checked = 0
+    for name, drv in drvs.items():
+        for env in realinputs.image_envs(closure, drv):
+            for path in closure[env]["env"].get("paths", "").split():
+                d = by[path][1]
+                assert "env-scripts" not in d["env"].get("name", ""), (name, d["env"]["name"])
+                assert not any("fxstack.cli" in str(v) for v in d["env"].values()), (name, d["env"]["name"])
+                checked += 1
+            files, other = realinputs.env_contents(closure, env)
+            assert not other, (name, other)
+    assert checked > 100
+
+
+def _stale_copy(real_repo: Path, tmp_path: Path) -> Path:
+    repo = tmp_path / "stale"
+    shutil.copytree(real_repo, repo, symlinks=True, ignore=shutil.ignore_patterns("tests"))
+    pyproject = repo / "pyproject.toml"
+    text = pyproject.read_text()
+    assert text.count('pandas = "2.1.0"') == 1
+    pyproject.write_text(text.replace('pandas = "2.1.0"', 'pandas = "2.2.3"'))
+    return repo
+
+
+def _portable_refusal(repo: Path) -> str:
+    sys.path.insert(0, str(fxnix.ROOT / "src"))
+    from fxstack.errors import FxError
+    from fxstack.lock.poetry_lock import PoetryLock
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        PoetryLock(Path("poetry.lock"), Path("pyproject.toml"))
+    except FxError as e:
+        return str(e)
+    finally:
+        os.chdir(cwd)
+    raise AssertionError("the portable builder accepted the stale lock")
+
+
+def test_stale_lock_stops_build_run_and_flake_check(real, real_repo, standin, tmp_path):
+    """The issue's change (pandas 2.1.0 -> 2.2.3 in pyproject.toml, no re-lock), with the real
+    poetry2nix and nix2container: `nix build .#<image>` (a Python image and a service image),
+    `nix run .#stack-up` and `nix flake check` stop at evaluation with the portable builder's
+    message, where before fx-base instantiated pandas-2.1.0."""
+    repo = _stale_copy(real_repo, tmp_path)
+    message = _portable_refusal(repo)
+    assert message.startswith("poetry.lock: poetry.lock is not consistent with pyproject.toml")
+    stale = realinputs.RealFlake(repo, standin)
+    attempts = {
+        "nix build .#fx-base": ("eval", "--raw", f".#packages.{realinputs.SYSTEM}.fx-base.drvPath"),
+        "nix build .#postgres": ("eval", "--raw", f".#packages.{realinputs.SYSTEM}.postgres.drvPath"),
+        "nix run .#stack-up": ("eval", "--raw", f".#apps.{realinputs.SYSTEM}.stack-up.program"),
+    }
+    for what, args in attempts.items():
+        with pytest.raises(realinputs.EvalFailed) as failed:
+            stale._nix(*args)
+        text = re.sub(r"\n {7}", "\n", str(failed.value))
+        assert message in text, f"{what}:\n{failed.value}"
+    proc = subprocess.run([realinputs.NIX, "flake", "check", "--no-build", *stale.flags], cwd=repo,
+                          capture_output=True, text=True, env=realinputs.nix_env(), timeout=600)
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert message in re.sub(r"\n {7}", "\n", proc.stderr), proc.stderr[-2000:]
+    # the same flake with the lock as it is: evaluates
+    assert real.eval_json(f"packages.{realinputs.SYSTEM}.fx-base.drvPath", "builtins.isString")

@@ -249,6 +249,19 @@ class PoetryLock:
 
     def resolve(self, groups: list[str] | tuple[str, ...]) -> list[_Package]:
         """Every locked package the groups need on the target, roots and transitive."""
+        chosen, _ = self._walk(groups)
+        return sorted(chosen.values(), key=lambda p: p.name)
+
+    def followed(self, groups: list[str] | tuple[str, ...]) -> dict[str, tuple[_Package, list[str]]]:
+        """name -> (package, the dependencies the walk followed from it) for the groups: the
+        edges of what `resolve` installs, excluded packages left out. The Nix path builds each
+        package with exactly these (nix/lock-pins.json), not with every extra turned on."""
+        chosen, extras = self._walk(groups)
+        return {name: (pkg, sorted({dep for dep, *_ in self._dependencies(pkg, frozenset(extras[name]))
+                                    if dep not in self.excluded}))
+                for name, pkg in sorted(chosen.items())}
+
+    def _walk(self, groups: list[str] | tuple[str, ...]) -> tuple[dict[str, _Package], dict[str, set[str]]]:
         chosen: dict[str, _Package] = {}
         extras_seen: dict[str, set[str]] = {}
         queue: list[tuple[str, str, frozenset[str], str]] = []
@@ -273,7 +286,7 @@ class PoetryLock:
             chosen[name] = pkg
             known |= extras
             queue.extend(self._dependencies(pkg, frozenset(known)))
-        return sorted(chosen.values(), key=lambda p: p.name)
+        return chosen, extras_seen
 
     def _dependencies(self, pkg: _Package, extras: frozenset[str]):
         where = f"{self.lock_path}: {pkg.name} {pkg.version}"

@@ -352,7 +352,7 @@ let
   };
 
   pkgsSet = simple [
-    "tini" "bash" "bashInteractive" "coreutils" "curl" "jq" "sqlite" "patchutils" "redis" "prometheus"
+    "tini" "bash" "bashInteractive" "coreutils" "curl" "jq" "sqlite" "patchutils" "redis" "haproxy" "prometheus"
     "prometheus-statsd-exporter" "prometheus-redis-exporter" "grafana" "docker-compose" "nixfmt-rfc-style"
     "chromium" "yj" "pkg-config" "cmake" "swig" "jdk" "gfortran" "meson" "ninja" "autoconf" "automake" "libtool"
     "openblasCompat" "libjpeg" "libtiff" "libwebp" "tcl" "lcms2" "libxcrypt" "libyaml" "libpng" "freetype" "sentencepiece" "gperftools" "qhull" "which" "abseil-cpp" "re2" "c-ares" "openssl_3" "zlib" "openssl" "libffi" "gcc" "git" "nix" "shellcheck" "rustc" "cargo"

@@ -152,6 +152,7 @@ else rec {
   coreutils = pkg "coreutils" "coreutils" "9.5" { };
   postgresql_15 = pkg "postgresql_15" "postgresql" "15.8" { psqlSchema = "15"; };
   redis = pkg "redis" "redis" "7.2.6" { };
+  haproxy = pkg "haproxy" "haproxy" "3.0.5" { };
   prometheus = pkg "prometheus" "prometheus" "2.55.0" { };
   prometheus-statsd-exporter = pkg "prometheus-statsd-exporter" "statsd_exporter" "0.26.1" { };
   prometheus-redis-exporter = pkg "prometheus-redis-exporter" "redis_exporter" "1.65.0" { };

@@ -62,7 +62,11 @@ let
     let
       names = attrNames (overlay fakeFinal { });
       prev = listToAttrs (map (n: { name = n; value = fakePythonPackage python n; }) names);
-      fakeFinal = { inherit python; } // listToAttrs (map (n: { name = n; value = fakePythonPackage python n; }) available) // prev;
+      fakeFinal = { inherit python; } // listToAttrs (map (n: { name = n; value = fakePythonPackage python n; }) available) // prev // {
+        # poetry2nix's builder: an overlay may build a locked package with it (nix/pins.nix
+        # builds `packaging` from the lock instead of nixpkgs); recorded as such.
+        mkPoetryDep = args: { standinOverride = { package = normalize args.name; built = "mkPoetryDep"; inherit (args) version; }; };
+      };
       result = overlay fakeFinal prev;
     in
     map
@@ -139,7 +143,27 @@ in
     , checkGroups ? [ "dev" ]
     , extras ? [ "*" ]
     }@args:
-    common "mkPoetryPackages" (args // { inherit projectDir pyproject poetrylock overrides python preferWheels groups checkGroups extras; });
+    let
+      # The real one returns the package set's interpreter and the packages; an environment
+      # is `python.withPackages (_: poetryPackages)` (what mkPoetryEnv does). Recorded: the
+      # arguments, with the scripts the given pyProject would add (poetry2nix's scripts package).
+      drv = common "mkPoetryPackages" (removeAttrs args [ "pyProject" ] // {
+        inherit projectDir pyproject poetrylock overrides python preferWheels groups checkGroups extras;
+        scripts = if pyProject == null then (fromTOML (readFile pyproject)).tool.poetry.scripts or { }
+                  else pyProject.tool.poetry.scripts or { };
+      });
+    in
+    {
+      python = python // {
+        withPackages = f:
+          let ps = f { }; in
+          if isList ps && elem drv ps then drv
+          else throw "stand-in poetry2nix: withPackages must be given the poetryPackages";
+      };
+      poetryPackages = [ drv ];
+      pyProject = if pyProject == null then fromTOML (readFile pyproject) else pyProject;
+      poetryLock = fromTOML (readFile poetrylock);
+    };
 
   inherit defaultPoetryOverrides mkDefaultPoetryOverrides;
   overrides = {
