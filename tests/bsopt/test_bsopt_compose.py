@@ -48,14 +48,30 @@ def test_ports_only_on_loopback_and_movable():
         assert DOC["services"][name]["networks"] == ["backend"], name
 
 
-def test_secrets_come_from_the_env_file_only():
+def test_secrets_are_files_derived_from_the_env_file():
+    """No secret of compose/bsopt.env is interpolated into the Compose file: every secret reaches a
+    service as a file that BSOPT.secret_files derives from it (tests/security/test_compose_policy.py
+    holds every stack to the same)."""
     text = (REPO / "compose" / "bsopt.yml").read_text()
     for key in BSOPT.secret_keys:
-        assert f"${{{key}:?" in text
-    for name, svc in DOC["services"].items():
-        for key, value in (svc.get("environment") or {}).items():
-            if "PASSWORD" in key or "DATABASE_URL" in key:
-                assert "${BSOPT_" in str(value) and ":?" in str(value), (name, key, value)
+        assert f"${{{key}" not in text, key
+    mounted = {s for svc in DOC["services"].values() for s in svc.get("secrets") or []}
+    assert mounted == set(DOC["secrets"]) == set(BSOPT.secret_files)
+    assert all(name.startswith("bsopt_") for name in BSOPT.secret_files)
+    values = BSOPT.generate()
+    files = {name: make(values) for name, make in BSOPT.secret_files.items()}
+    assert all(files.values())
+    assert files["bsopt_database_url"] == f"postgresql://bsopt:{values['BSOPT_DB_PASSWORD']}@postgres:5432/bsopt"
+    acl = files["bsopt_redis_users_acl"].splitlines()
+    assert acl[0] == "user default off resetkeys -@all"
+    assert sorted(line.split()[1] for line in acl[1:]) == ["api", "probe", "scraper", "worker"]
+    assert not any(values[k] in files["bsopt_redis_users_acl"] for k in BSOPT.secret_keys)  # hashes only
+    # each client logs in as its own Redis user, with its own password file
+    for svc, user in (("api", "api"), ("worker", "worker"), ("scraper", "scraper")):
+        env = DOC["services"][svc]["environment"]
+        assert env["BSOPT_REDIS_USERNAME"] == user
+        assert env["BSOPT_REDIS_PASSWORD_FILE"] == f"/run/secrets/bsopt_redis_{user}_password"
+        assert f"bsopt_redis_{user}_password" in DOC["services"][svc]["secrets"]
 
 
 def test_no_argument_is_the_fx_stack():

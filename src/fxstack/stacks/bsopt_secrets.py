@@ -31,24 +31,26 @@ SECRET_KEYS: tuple[str, ...] = (
     "BSOPT_REDIS_PROBE_PASSWORD",
 )
 
-# What a Celery client sends, whichever side it is on: a connection (AUTH/HELLO, SELECT of the
-# results database), kombu's queue bindings (a set per exchange), and transactions (kombu and
-# redis-py pipelines are MULTI/EXEC).
-_CELERY_CLIENT = "+@connection +select +multi +exec +discard +sadd +smembers +exists"
-# A producer: LPUSH of the job onto its queue, and the result backend's per-job channel (Celery
-# subscribes when a job is sent, and reads the state with GET).
-_PRODUCER = f"{_CELERY_CLIENT} +lpush +get +mget +subscribe +unsubscribe +publish"
+# Every client: HELLO and PING on connecting, SELECT of the results database (AUTH is always
+# allowed); kombu's and redis-py's pipelines are MULTI/EXEC transactions.
+_CLIENT = "+hello +ping +select +multi +exec +discard"
+# A Celery producer: the job onto its queue (LPUSH, after kombu's declare: SADD of the binding,
+# LLEN), and the result's channel (Celery subscribes when it sends a job).
+_PRODUCER = f"{_CLIENT} +sadd +llen +lpush +subscribe +unsubscribe"
 
 REDIS_USERS: dict[str, tuple[str, str]] = {
     # user: (password key, ACL rules)
-    "api": ("BSOPT_REDIS_API_PASSWORD",
-            f"~* &* -@all {_PRODUCER} +lrange +set +rpush"),
+    # jobs' states (GET of the result), dead letters (LRANGE), scrape requests (SET, RPUSH, GET)
+    "api": ("BSOPT_REDIS_API_PASSWORD", f"~* &* -@all {_PRODUCER} +get +set +rpush +lrange"),
+    # BRPOP of the queues; unacknowledged jobs (a hash and a sorted set, restored under a lock whose
+    # release is a Lua script); results (SETEX, PUBLISH); retries and dead letters (LPUSH); the
+    # health check's ping (a fanout PUBLISH, a reply queue it deletes again)
     "worker": ("BSOPT_REDIS_WORKER_PASSWORD",
-               f"~* &* -@all {_PRODUCER} +brpop +rpush +llen +del +set +setex +expire +psubscribe "
-               "+punsubscribe +zadd +zrem +zrevrangebyscore +zrangebyscore +hset +hget +hdel +hmget "
-               "+srem +watch +unwatch"),
-    "scraper": ("BSOPT_REDIS_SCRAPER_PASSWORD",
-                f"~* &* -@all {_PRODUCER} +blpop +set"),
+               f"~* &* -@all {_PRODUCER} +brpop +rpush +get +set +setex +del +smembers +srem "
+               "+hset +hget +hdel +zadd +zrem +zrevrangebyscore +watch +unwatch +publish +psubscribe "
+               "+punsubscribe +evalsha +eval +script|load"),
+    # BLPOP of scrape requests, SET of their status, the implied-volatility job
+    "scraper": ("BSOPT_REDIS_SCRAPER_PASSWORD", f"~* &* -@all {_PRODUCER} +blpop +set"),
     "probe": ("BSOPT_REDIS_PROBE_PASSWORD", "-@all +ping"),
 }
 
