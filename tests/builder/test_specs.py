@@ -27,6 +27,7 @@ def repo(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     shutil.copytree(ROOT / "src" / "fxservices", tmp_path / "src" / "fxservices")
     shutil.copytree(ROOT / "src" / "bsopt", tmp_path / "src" / "bsopt")
+    shutil.copytree(ROOT / "src" / "servicekit", tmp_path / "src" / "servicekit")
     return tmp_path
 
 
