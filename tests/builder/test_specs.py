@@ -25,9 +25,8 @@ def repo(tmp_path):
     """A copy of the repository's specs and pyproject, safe to break."""
     shutil.copytree(ROOT / "images", tmp_path / "images")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copytree(ROOT / "src" / "fxservices", tmp_path / "src" / "fxservices")
-    shutil.copytree(ROOT / "src" / "bsopt", tmp_path / "src" / "bsopt")
-    shutil.copytree(ROOT / "src" / "servicekit", tmp_path / "src" / "servicekit")
+    # all of src/: every image's `app` entries must exist (a new image brings its own)
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
 
