@@ -29,8 +29,14 @@ def _many(t):
     return Union[t, Annotated[list[t], Field(min_length=1)]]
 
 
+_GIVEN = {"not": {"type": "null"}}
+
+
 class OptionFields(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # `years` or `expiry` must be given (both at once is a 422 this schema does not state)
+    model_config = ConfigDict(extra="allow", json_schema_extra={"anyOf": [
+        {"required": ["years"], "properties": {"years": _GIVEN}},
+        {"required": ["expiry"], "properties": {"expiry": _GIVEN}}]})
 
     spot: _many(Spot) = Field(description="price of the underlying")
     strike: _many(Spot)

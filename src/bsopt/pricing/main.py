@@ -156,7 +156,9 @@ async def price(request: Request):
                   dividend_yield=http.numbers(body, "dividend_yield", bsm.LIMITS["dividend_yield"][1], 0.0))
     call = bsm.is_call(http.option_types(body))
     bsm.same_shape(f, type=call)
-    args = (f["spot"], f["strike"], f["years"], f["rate"], f["volatility"], f["dividend_yield"], call)
+    # one shape for all, `type` included: the network broadcasts only the numeric fields
+    args = tuple(np.broadcast_arrays(f["spot"], f["strike"], f["years"], f["rate"], f["volatility"],
+                                     f["dividend_yield"], call))
     neural = net.price(*args)
     analytic = bsm.price(*args)
     scalar = all(np.ndim(a) == 0 for a in args)
