@@ -87,3 +87,64 @@ def test_nothing_outside_the_candidates_is_purged():
 def test_policy_round_trips_through_its_json():
     for policy in (runtime.PYTHON, runtime.SERVICE, runtime.NONE):
         assert RuntimePolicy.from_json(policy.as_json()) == policy
+
+
+# ---------------------------------------------------------------- exceptions to declared dependencies
+
+PG_STATUS = "\n\n".join([
+    para("postgresql-15", depends="postgresql-common (>= 241~), libllvm14, libxml2 (>= 2.7.4), libicu72"),
+    para("postgresql-common", depends="libjson-perl, perl:any, ucf"),
+    para("postgresql-client-common", depends="netbase, perl:any"),
+    para("libjson-perl", depends="perl:any"),
+    para("perl", pre="perl-base (= 5.36.0-7)", depends="perl-modules-5.36, libperl5.36"),
+    para("perl-modules-5.36"), para("libperl5.36", depends="libgdbm6, libgdbm-compat4"),
+    para("libgdbm6"), para("libgdbm-compat4", depends="libgdbm6"), para("perl-base"),
+    para("libllvm14", depends="libz3-4, libedit2, libffi8, libxml2"),
+    para("libz3-4"), para("libedit2", depends="libbsd0"), para("libbsd0"), para("libffi8"),
+    para("libxml2", depends="libicu72"), para("libicu72"), para("netbase"), para("ucf"),
+])
+
+
+def test_postgres_exceptions_drop_llvm_and_perl_but_not_what_postgres_links():
+    policy = runtime.service_policy(("postgresql-15", "tini"))
+    purged = set(to_purge(parse_status(PG_STATUS), policy))
+    assert {"libllvm14", "libz3-4", "libedit2", "libbsd0", "libffi8", "perl", "libperl5.36",
+            "perl-modules-5.36", "libjson-perl", "perl-base", "libgdbm6", "libgdbm-compat4"} <= purged
+    assert not {"postgresql-15", "postgresql-common", "libxml2", "libicu72", "netbase"} & purged
+    # the JIT provider and its bitcode go with LLVM; the image runs postgres with jit=off
+    assert "usr/lib/postgresql/15/lib/llvmjit.so" in policy.prune
+
+
+def test_without_its_exception_postgres_keeps_llvm_and_perl():
+    purged = set(to_purge(parse_status(PG_STATUS), runtime.SERVICE))
+    assert not {"libllvm14", "perl", "libperl5.36"} & purged
+
+
+def test_prometheus_exception_drops_only_the_web_ui_assets():
+    status = "\n\n".join([
+        para("prometheus", depends="adduser, libjs-moment-timezone, libjs-rickshaw, libjs-jquery (>= 3.5.1~), "
+                                   "fonts-glyphicons-halflings, libc6 (>= 2.34)"),
+        para("libjs-moment-timezone", depends="libjs-moment"), para("libjs-moment"),
+        para("libjs-rickshaw", depends="libjs-d3"), para("libjs-d3"), para("libjs-jquery"),
+        para("fonts-glyphicons-halflings"), para("libc6"), para("adduser")])
+    purged = set(to_purge(parse_status(status), runtime.service_policy(["prometheus", "tini"])))
+    assert {"libjs-moment-timezone", "libjs-moment", "libjs-rickshaw", "libjs-d3", "libjs-jquery",
+            "fonts-glyphicons-halflings"} <= purged
+    assert "libc6" not in purged and "prometheus" not in purged
+
+
+def test_every_exception_names_a_reason_and_only_its_declared_package_gets_it():
+    for e in runtime.EXCEPTIONS:
+        assert e.why and e.void and e.declared
+        assert all((e.package, dep) in runtime.service_policy([e.declared]).void for dep in e.void)
+    assert runtime.service_policy(["redis-server", "tini"]) == runtime.SERVICE
+    assert runtime.service_policy(["prometheus-redis-exporter", "tini"]) == runtime.SERVICE
+
+
+def test_postgres_spec_runs_without_jit():
+    from pathlib import Path
+
+    from fxstack.specs import load_specs
+
+    spec = load_specs(Path(__file__).resolve().parents[2])["postgres"]
+    assert list(spec.cmd) == ["-c", "jit=off"]

@@ -208,7 +208,8 @@ class Builder:
         if spec.kind == "python":
             return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=("/data",), root_dirs=("/app",),
                                 runtime=runtime.PYTHON)
-        return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=spec.volumes, runtime=runtime.SERVICE)
+        return RootfsRecipe(packages, spec.user, spec.uid, owned_dirs=spec.volumes,
+                            runtime=runtime.service_policy(packages))
 
     def build(self, names: list[str] | None = None, *, include_gpu: bool = False) -> list[BuiltImage]:
         with state_lock(self.state, exclusive=False):

@@ -14,7 +14,8 @@ So after the locked install a customize hook (`python -m fxstack.image.runtime R
   policy voids by pruning what needed them (libpython3.11-stdlib's `_dbm` and `nis` modules
   are the only users of libdb5.3 and libnsl2/libtirpc3/Kerberos). Essential packages are
   never declared as dependencies, so tools like perl-base and util-linux go unless a package
-  that stays names them (postgres' perl scripts keep Perl in that image);
+  that stays names them (EXCEPTIONS voids the few declared dependencies an image never loads:
+  postgres' LLVM and Perl, prometheus' web UI assets);
 - removes the policy's paths: files of packages that stay which nothing runs (glibc's iconv
   modules, the stdlib's test package, the openssl command line, tini-static, ...), and the
   dpkg database's maintainer scripts, symbols and triggers, which only dpkg reads.
@@ -121,6 +122,63 @@ class RuntimePolicy:
 NONE = RuntimePolicy()
 PYTHON = RuntimePolicy(COMMON_DROP, PYTHON_PRUNE, PYTHON_VOID)
 SERVICE = RuntimePolicy(COMMON_DROP, COMMON_PRUNE)
+
+
+@dataclass(frozen=True)
+class Exemption:
+    """Declared Debian dependencies of one package that its image never loads: the edges
+    voided, the packages that may then go (each still stays if anything else needs it), the
+    files that would load them, and why. tests/builder/test_runtime_policy.py holds each one,
+    and the image's integration test shows the service running without them."""
+
+    declared: str       # the package an image spec names, which brings `package` in
+    package: str
+    void: tuple[str, ...]
+    drop: tuple[str, ...]
+    prune: tuple[str, ...]
+    why: str
+
+
+PG_LIB = "usr/lib/postgresql/15/lib"
+EXCEPTIONS = (
+    Exemption(
+        "postgresql-15", "postgresql-15", void=("libllvm14",),
+        drop=("libllvm14", "libz3-4", "libedit2", "libffi8", "libbsd0"),
+        prune=(f"{PG_LIB}/llvmjit.so", f"{PG_LIB}/llvmjit_types.bc", f"{PG_LIB}/bitcode"),
+        why="LLVM is loaded only by the JIT provider (llvmjit.so); the image runs postgres with "
+            "jit=off, and without the provider PostgreSQL plans without JIT (133 MB)"),
+    Exemption(
+        "postgresql-15", "postgresql-common", void=("perl", "libjson-perl"),
+        drop=("perl", "libperl5.36", "perl-modules-5.36", "libjson-perl", "libgdbm-compat4", "libgdbm6"),
+        prune=(),
+        why="Perl runs only the pg_ctlcluster/pg_wrapper cluster tools; the image's entrypoint calls "
+            "initdb, pg_ctl, postgres and psql from /usr/lib/postgresql/15/bin, which are C (53 MB)"),
+    Exemption(
+        "postgresql-15", "postgresql-client-common", void=("perl",), drop=(), prune=(),
+        why="its /usr/bin wrappers are Perl; PATH puts the C clients of /usr/lib/postgresql/15/bin first"),
+    Exemption(
+        "prometheus", "prometheus",
+        void=("fonts-glyphicons-halflings", "libjs-bootstrap4", "libjs-eonasdan-bootstrap-datetimepicker",
+              "libjs-jquery", "libjs-jquery-hotkeys", "libjs-moment", "libjs-moment-timezone",
+              "libjs-mustache", "libjs-popper.js", "libjs-rickshaw"),
+        drop=("fonts-glyphicons-halflings", "libjs-bootstrap4", "libjs-bootstrap",
+              "libjs-eonasdan-bootstrap-datetimepicker", "libjs-jquery", "libjs-jquery-hotkeys",
+              "libjs-moment", "libjs-moment-timezone", "libjs-mustache", "libjs-popper.js", "libjs-rickshaw",
+              "libjs-d3", "javascript-common"),
+        prune=(),
+        why="the browser assets of Prometheus' classic web UI; the stack reads Prometheus through its "
+            "HTTP API (Grafana, health checks) and serves dashboards from Grafana (225 MB)"),
+)
+
+
+def service_policy(packages: tuple[str, ...] | list[str]) -> RuntimePolicy:
+    """SERVICE plus the exceptions of the declared packages that have one."""
+    chosen = [e for e in EXCEPTIONS if e.declared in packages]
+    if not chosen:
+        return SERVICE
+    return RuntimePolicy(tuple(e2 for e in chosen for e2 in e.drop) + COMMON_DROP,
+                         COMMON_PRUNE + tuple(p for e in chosen for p in e.prune),
+                         tuple((e.package, dep) for e in chosen for dep in e.void))
 
 
 @dataclass(frozen=True)
