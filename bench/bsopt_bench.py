@@ -74,6 +74,8 @@ def dev_reload(target, n: int = 3) -> list[float]:
     shutil.copytree(ROOT / "compose", copy / "compose", ignore=shutil.ignore_patterns("*.env", "secrets"))
     shutil.copytree(ROOT / "src" / "bsopt", copy / "src" / "bsopt", ignore=shutil.ignore_patterns("__pycache__"))
     dev = target.but(root=copy, variants=("dev",))
+    # the copy is another checkout: its up refuses while this checkout's containers run
+    lifecycle.down(target, out=sys.stderr)
     lifecycle.up(dev, build=False, timeout=300, out=sys.stderr)
     api = dev.urls(["api"])["api"]
     main = copy / "src" / "bsopt" / "api" / "main.py"

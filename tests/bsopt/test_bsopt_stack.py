@@ -235,6 +235,8 @@ def test_dev_mode_reloads_a_saved_change(bsopt_stack, tmp_path):
     shutil.copytree(REPO / "compose", root / "compose", ignore=shutil.ignore_patterns("*.env", "secrets"))
     shutil.copytree(REPO / "src" / "bsopt", root / "src" / "bsopt", ignore=shutil.ignore_patterns("__pycache__"))
     dev = bsopt_stack["target"].but(root=root, variants=("dev",))
+    # the copy is another checkout: its up refuses while this checkout's containers run
+    lifecycle.down(bsopt_stack["target"], out=sys.stderr)
     lifecycle.up(dev, build=False, timeout=300, out=sys.stderr)
     api = dev.urls(["api"])["api"]
     assert requests.get(f"{api}/health", timeout=10).json() == {"status": "ok"}

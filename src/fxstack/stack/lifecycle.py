@@ -14,8 +14,8 @@ from ..envfile import ensure_env_file, read_env
 from ..errors import FxError
 from ..poll import TimedOut, poll
 from ..workflow.ensure import ensure_images as builder_ensure
+from . import custody, readiness
 from . import docker_state as ds
-from . import readiness
 from .compose import explain_compose_error, find_compose, images_env_file, published_ports, required_vars
 from .secrets import write_secret_files
 from .target import Target
@@ -309,9 +309,10 @@ def up(target: Target, *, build: bool = True, timeout: float = 900, out: TextIO 
     dc = ds.client()
     find_compose()
     variants = f" ({', '.join(target.variants)})" if target.variants else ""
+    ensure_secrets(target, out)
+    custody.check_before_up(dc, target, out)  # another checkout's stack, data made with other secrets
     print(f"{target.cmd('up')}{variants}: checking images", file=out, flush=True)
     refs = ensure_images(target, build, out)
-    ensure_secrets(target, out)
     preflight(target, dc, refs)
     write_secret_files(target, dc, out)  # Compose `secrets:` files, derived from the env file
     config = target.config()
@@ -355,7 +356,8 @@ def print_urls(target: Target, dc, out: TextIO) -> None:
 def down(target: Target, *, volumes: bool = False, out: TextIO | None = None) -> None:
     """Stop and remove the stack's containers (and with `volumes`, its data)."""
     out = out or sys.stdout
-    ds.client()
+    dc = ds.client()
+    other = custody.running_checkout(dc, target)
     # Every variant whose files can be interpolated, so nothing of ours is left behind;
     # --remove-orphans catches the rest (e.g. fingpt when the GPU image ref is gone).
     refs = read_env(images_env_file())
@@ -366,6 +368,10 @@ def down(target: Target, *, volumes: bool = False, out: TextIO | None = None) ->
     proc = whole.run(*args, capture=False, check=False)
     if proc.returncode != 0:
         raise FxError(f"docker-compose down failed (exit {proc.returncode})", hint="see Compose's message above")
+    if volumes:
+        custody.remove_record(dc, target)
+    if other:
+        print(f"(project {target.project_name} ran from the checkout {other})", file=out)
     print(f"stack {target.project_name} stopped" + (" and its volumes removed" if volumes else
           f" (volumes kept; `{target.cmd('down', '--volumes')}` wipes them)"), file=out)
 
@@ -391,7 +397,9 @@ def status(target: Target, *, out: TextIO | None = None) -> list[dict]:
               f"`{target.cmd('up')}` starts it", file=out)
         return rows
     width = max(len(r["service"]) for r in rows)
-    print(f"project {target.project_name}", file=out)
+    other = custody.running_checkout(dc, target)
+    print(f"project {target.project_name}" + (f", running from another checkout: {other} (its env file "
+          f"holds its secrets; `cd {other} && ./fx down` stops it)" if other else ""), file=out)
     print(f"{'SERVICE':<{width}}  {'STATE':<11} {'HEALTH':<10} URL", file=out)
     for r in rows:
         print(f"{r['service']:<{width}}  {r['state']:<11} {r['health']:<10} {r['url']}", file=out)
@@ -417,4 +425,5 @@ def test(target: Target, *, timeout: float = 900, out: TextIO | None = None) -> 
     out = out or sys.stdout
     if target.stack.e2e is None:
         raise FxError(f"the {target.stack.name} stack has no end-to-end run")
+    custody.refuse_other_checkout(ds.client(), target, f"`{target.cmd('up')}` and `{target.cmd('test')}`")
     return target.stack.e2e(target, out=out, timeout=timeout)
