@@ -65,17 +65,21 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def stack_and_service(first: str | None, second: str | None) -> tuple[str | None, str | None]:
+    """`logs [STACK] [SERVICE]`: a first word that names a stack is the stack, else the service."""
+    if first is None or first in STACK_NAMES:
+        return first, second
+    if second is not None:
+        from ..errors import FxError
+
+        raise FxError(f"no stack named {first!r}", hint=f"stacks: {', '.join(STACK_NAMES)}")
+    return None, first
+
+
 def _logs(args: argparse.Namespace) -> int:
     from .lifecycle import logs
 
-    # `logs [STACK] [SERVICE]`: a first word that names a stack is the stack
-    words = [w for w in (args.stack, args.service) if w]
-    if words and words[0] not in STACK_NAMES:
-        args.stack, args.service = None, words[0] if len(words) == 1 else None
-        if len(words) > 1:
-            from ..errors import FxError
-
-            raise FxError(f"no stack named {words[0]!r}", hint=f"stacks: {', '.join(STACK_NAMES)}")
+    args.stack, args.service = stack_and_service(args.stack, args.service)
     return logs(target_from_args(args), args.service, follow=args.follow, tail=args.tail)
 
 
