@@ -59,3 +59,34 @@ def test_the_tier_catches_an_api_that_breaks_its_openapi(tmp_path):
         server.close()
     found = {f["type"] for f in report.get("failures", [])}
     assert code != 0 and {"ServerError", "UndefinedContentType"} <= found, output[-3000:]
+
+
+def _walk_schemas(spec: dict):
+    """(where, media type, schema) of every request body and answer in an OpenAPI document."""
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            for media, content in op.get("requestBody", {}).get("content", {}).items():
+                yield f"{method.upper()} {path} body", media, content.get("schema")
+            for status, answer in op.get("responses", {}).items():
+                for media, content in answer.get("content", {}).items():
+                    yield f"{method.upper()} {path} {status}", media, content.get("schema")
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_every_body_and_answer_is_a_model(api, request):
+    """JSON bodies and answers are models in components (what clients generate from), never
+    `{}`; text answers (/metrics, the board's page) say they are strings."""
+    import urllib.request
+
+    server = request.getfixturevalue(api)
+    with urllib.request.urlopen(f"{server.url}/openapi.json", timeout=30) as r:
+        spec = json.loads(r.read())
+    seen = 0
+    for where, media, schema in _walk_schemas(spec):
+        seen += 1
+        if media == "application/json":
+            ref = schema.get("$ref") or (schema.get("items") or {}).get("$ref")
+            assert ref and ref.split("/")[-1] in spec["components"]["schemas"], (api, where, schema)
+        else:
+            assert schema == {"type": "string"}, (api, where, media, schema)
+    assert seen >= len(spec["paths"]), (api, seen)
