@@ -14,7 +14,7 @@ import http.client
 import json
 import os
 import socket
-from typing import Iterator
+from typing import BinaryIO, Iterator
 from urllib.parse import quote, urlencode
 
 from ..errors import FxError
@@ -94,6 +94,38 @@ class Engine:
                 if "error" in event:
                     raise EngineError(f"pulling {repo}:{tag}: {event['error']}", where=self.where)
                 yield event
+
+    def layers_of(self, ref: str) -> list[str] | None:
+        """The diff ids of the image `ref`, bottom first; None when dockerd has no such image."""
+        resp = self._call("GET", f"/images/{quote(ref, safe='')}/json")
+        if resp.status == 404:
+            resp.read()
+            return None
+        if resp.status != 200:
+            raise self._fail(resp, f"inspecting {ref}")
+        return list(json.loads(resp.read()).get("RootFS", {}).get("Layers") or [])
+
+    def load(self, archive: BinaryIO, size: int) -> None:
+        """`docker load` of a docker-archive; an error in its output raises."""
+        url = API + "/images/load?quiet=1"
+        conn = self._connect()
+        try:
+            conn.request("POST", url, body=archive, headers={
+                "Host": "docker", "Content-Type": "application/x-tar", "Content-Length": str(size)})
+            resp = conn.getresponse()
+        except OSError as exc:
+            conn.close()
+            raise EngineError(f"Docker daemon unreachable at {self.where}: {exc}", where="docker",
+                              hint="start the Docker daemon or point DOCKER_HOST at a running one") from None
+        if resp.status != 200:
+            raise self._fail(resp, "loading an image archive")
+        with resp:
+            for line in resp.read().splitlines():
+                if line.strip():
+                    event = json.loads(line)
+                    if "error" in event or "errorDetail" in event:
+                        raise EngineError(f"docker load: {event.get('error') or event['errorDetail']}",
+                                          where=self.where)
 
     def tag(self, source: str, repo: str, tag: str) -> None:
         resp = self._call("POST", f"/images/{quote(source, safe='')}/tag", {"repo": repo, "tag": tag})

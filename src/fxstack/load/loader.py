@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +66,57 @@ def load_via_registry(builder: Builder, image: BuiltImage, engine: Engine, regis
     return RegistryLoad(uploaded, pulled)
 
 
+def load_delta(builder: Builder, image: BuiltImage, engine: Engine) -> int | None:
+    """Load into dockerd only the layers above those it already holds for the image loaded
+    last under this name (a code change: the app layer), as a docker-archive whose manifest
+    names every layer but carries only the new ones; dockerd reads no file of a layer chain it
+    has. Returns the bytes sent, or None when dockerd holds no earlier image of this name to
+    build on (then the registry copies what is missing).
+
+    After a code change this is one request of ~0.1 MB instead of a registry push and a pull,
+    which together took most of `fxstack build --load`."""
+    previous = read_env(builder.state / "images.env").get(env_var_for(image.name))
+    if not previous or previous == image.ref:
+        return None
+    have = engine.layers_of(previous)
+    ours = [l.digest for l in image.layers]
+    shared = 0
+    while have and shared < min(len(have), len(ours)) and have[shared] == ours[shared]:
+        shared += 1
+    if shared == 0:
+        return None
+    store = builder.store
+    manifest = json.loads(store.path(image.manifest_digest).read_bytes())
+    config = manifest["config"]["digest"]
+    names = [f"{d.removeprefix('sha256:')}/layer.tar" for d in ours]
+    sent = 0
+    with tempfile.TemporaryFile(dir=store.root) as archive:
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            def add(name: str, path: Path | None = None, data: bytes | None = None) -> None:
+                nonlocal sent
+                info = tarfile.TarInfo(name)
+                if path is not None:
+                    info.size = path.stat().st_size
+                    with open(path, "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    assert data is not None
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                sent += info.size
+            add("config.json", store.path(config))
+            for name, digest in zip(names[shared:], ours[shared:]):
+                add(name, store.path(digest))
+            add("manifest.json", data=json.dumps([{"Config": "config.json", "RepoTags": [image.ref],
+                                                    "Layers": names}]).encode())
+        size = archive.tell()
+        archive.seek(0)
+        engine.load(archive, size)
+    return sent
+
+
 def load_via_docker_load(builder: Builder, image: BuiltImage, log: Callable[[str], None]) -> int:
     """Stream a docker-archive of the whole image into `docker load` (the slow baseline)."""
-    import json
-
     store = builder.store
     manifest = json.loads(store.path(image.manifest_digest).read_bytes())
     cfg = manifest["config"]["digest"].removeprefix("sha256:")
@@ -130,8 +179,14 @@ def _load_one(builder: Builder, image: BuiltImage, engine: Engine, method: str, 
                 "(once), so later reloads send only changed layers")
         return image.ref
     if method == "registry":
-        registry.ensure_running()
-        sent = load_via_registry(builder, image, engine, registry, log).uploaded
+        try:
+            sent = load_delta(builder, image, engine)
+        except FxError as exc:  # e.g. the earlier image was removed meanwhile: copy it all
+            log(f"{image.name}: loading only the new layers failed ({exc.message}); through the registry")
+            sent = None
+        if sent is None:
+            registry.ensure_running()
+            sent = load_via_registry(builder, image, engine, registry, log).uploaded
     else:
         sent = load_via_docker_load(builder, image, log)
     log(f"{image.name}: loaded {image.ref} ({sent / 1e6:.1f} MB sent, "
