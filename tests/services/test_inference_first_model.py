@@ -124,3 +124,34 @@ def test_ready_counts_every_worker(app_env, monkeypatch):
     assert workers.lagging("3") == [f"worker {pid} serves version 2"]
     sibling.communicate("")  # it exits
     assert workers.lagging("3") == ["1 of 2 workers not started yet"]
+
+
+def test_overlapping_polite_sections_restore_the_switch_interval():
+    """A model load and a Feast read can overlap in two threads: the interval is 0.5 ms while
+    either runs and what it was once both are done, whichever finishes first."""
+    from fxservices.inference.model import polite_to_the_event_loop
+
+    before = sys.getswitchinterval()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def a():
+        with polite_to_the_event_loop():
+            a_in.set()
+            assert b_in.wait(10)
+        a_out.set()
+
+    def b():
+        assert a_in.wait(10)
+        with polite_to_the_event_loop():
+            b_in.set()
+            assert a_out.wait(10)
+            seen.append(sys.getswitchinterval())  # a has left, b still runs
+
+    threads = [threading.Thread(target=f) for f in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == [min(before, 0.0005)]
+    assert sys.getswitchinterval() == before

@@ -54,18 +54,32 @@ def _is_not_found(exc: Exception) -> bool:
             or "not found" in text.lower() or "does not exist" in text.lower())
 
 
+_polite_lock = threading.Lock()
+_polite_depth = 0
+_polite_saved = 0.005
+
+
 @contextmanager
-def _polite_to_the_event_loop():
-    """While a new version loads beside requests (MLflow download, YAML, XGBoost parse: a few
-    hundred ms of Python), hand the GIL back every 0.5 ms instead of every 5 ms. The event loop
-    releases the GIL at every socket call and waits up to one switch interval to get it back,
-    several times per request: at 5 ms that wait was the p99 of the seconds after a swap."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, 0.0005))
+def polite_to_the_event_loop():
+    """While Python work runs beside requests in another thread (a model version loading:
+    MLflow download, YAML, XGBoost parse; a Feast read), hand the GIL back every 0.5 ms instead
+    of every 5 ms. The event loop releases the GIL at every socket call and waits up to one
+    switch interval to get it back, several times per request: at 5 ms that wait was the p99
+    of the seconds after a swap. Threads may overlap: the first to enter sets the interval,
+    the last to leave restores it."""
+    global _polite_depth, _polite_saved
+    with _polite_lock:
+        if _polite_depth == 0:
+            _polite_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_polite_saved, 0.0005))
+        _polite_depth += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(before)
+        with _polite_lock:
+            _polite_depth -= 1
+            if _polite_depth == 0:
+                sys.setswitchinterval(_polite_saved)
 
 
 class ModelCache:
@@ -221,7 +235,7 @@ class ModelCache:
         """A due alias check from a background thread, which holds self._lock."""
         try:
             if not self.fresh():
-                with _polite_to_the_event_loop():
+                with polite_to_the_event_loop():
                     self._check()
         except Exception:  # a background thread has no caller to raise to
             loaded = self._loaded
