@@ -9,6 +9,10 @@ We synthesise the per-release document from the project document and leave
 reaches poetry.lock.
 
 Usage: /path/to/poetry-1.8-venv/bin/python tools/poetry_lock.py [poetry lock args...]
+
+After a successful lock it rewrites nix/lock-pins.json (`python -m fxstack.lock.nixpins`), the
+Nix path's copy of the portable builder's file choices: a lock without it would make every Nix
+image refuse to evaluate, and a unit test fail, until someone remembered to run it.
 """
 
 from __future__ import annotations
@@ -68,6 +72,20 @@ def _requires_python(files):
 
 PyPiRepository._get = _get
 
+
+
+def _refresh_nix_pins() -> int:
+    """Write nix/lock-pins.json from the new lock (fxstack's own code, imported from src/)."""
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parent.parent / "src"
+    sys.path.insert(0, str(src))
+    from fxstack.lock import nixpins
+
+    return nixpins.main([]) or 0
+
+
 if __name__ == "__main__":
     sys.argv = ["poetry", "lock", *sys.argv[1:]]
-    sys.exit(poetry_main())
+    code = poetry_main()
+    sys.exit(code or _refresh_nix_pins())
