@@ -149,10 +149,17 @@ def test_graphql_5000_aliases_are_refused_at_once_naming_the_limit():
 
 @pytest.mark.parametrize("query,limit", [
     ("{" + " ".join(f"p{i}: price(spot: 1, strike: 1, years: 1, volatility: 0.2) {{ price }}" for i in range(11)) + "}",
-     "11 aliases, over the limit of 10"),
-    ("{ quotes { " + " ".join(["id"] * 201) + " } }", "202 selected fields, over the limit of 200"),
-    ("{ __schema { types { fields { type { ofType { ofType { name } } } } } } }", "levels of nesting, over the limit of 6"),
+     "more than 10 aliases"),
+    ("{ quotes { " + " ".join(["id"] * 201) + " } }", "more than 200 selected fields"),
+    ("{ __schema { types { fields { type { ofType { ofType { name } } } } } } }", "more than 6 levels of nesting"),
     ("{ price(spot: 1, strike: 1, years: 1, volatility: 0.2) { price } }" + " " * 9990, "over the limit of 10000"),
+    # fragments count where they are spread: 3 spreads of 4 aliases are 12
+    ("{ ...F ...F ...F } fragment F on Query { " + " ".join(
+        f"p{i}: price(spot: 1, strike: 1, years: 1, volatility: 0.2) {{ price }}" for i in range(4)) + " }",
+     "more than 10 aliases"),
+    # nested spreads that double at every level stop being counted one past the limit
+    ("{ ...F0 } " + " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(30))
+     + " fragment F30 on Query { __typename }", "more than 200 selected fields"),
 ])
 def test_graphql_depth_aliases_fields_and_length_are_bounded(query, limit):
     r = client.post("/graphql", json={"query": query})
