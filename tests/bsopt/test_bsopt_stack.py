@@ -113,19 +113,38 @@ LAUNCH = ("import os; from playwright.sync_api import sync_playwright\n"
           "    print(b.version, pg.text_content('#x'))\n")
 
 
-def test_scraper_runs_chromium_with_its_sandbox_non_root(refs):
-    r = run_in(refs["bsopt-scraper"], "-c", LAUNCH, opts=("--security-opt", "seccomp=unconfined", "--shm-size", "256m"))
+PROFILE = REPO / "compose" / "seccomp" / "chromium.json"
+# the scraper's settings in compose/bsopt.yml, bar the seccomp profile
+HARDENED = ("--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--read-only",
+            "--tmpfs", "/tmp:size=256m,mode=1777", "--shm-size", "256m")
+
+
+def test_scraper_runs_chromium_with_its_sandbox_under_our_seccomp_profile(refs):
+    r = run_in(refs["bsopt-scraper"], "-c", LAUNCH, opts=HARDENED + ("--security-opt", f"seccomp={PROFILE}"))
     assert r.returncode == 0, r.stderr[-3000:]
     version, answer = r.stdout.split()
     assert answer == "42" and int(version.split(".")[0]) >= 120
 
 
-def test_scraper_sandbox_needs_what_docker_default_seccomp_refuses(refs):
-    # why compose/bsopt.yml gives the scraper seccomp=unconfined: under Docker's default profile
-    # the sandboxed launch fails (the alternative would be --no-sandbox)
-    r = run_in(refs["bsopt-scraper"], "-c", LAUNCH, opts=("--shm-size", "256m"))
+def test_scraper_sandbox_fails_under_dockers_default_seccomp_profile(refs):
+    # why the scraper needs a profile of its own: Docker's default refuses the sandbox's namespaces
+    r = run_in(refs["bsopt-scraper"], "-c", LAUNCH, opts=HARDENED)
     assert r.returncode != 0
-    assert "sandbox" in r.stderr.lower() or "namespace" in r.stderr.lower(), r.stderr[-2000:]
+    assert "sandboxing failed" in r.stderr.lower(), r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("call", ["clone", "unshare", "chroot"])
+def test_each_call_our_profile_adds_is_needed(refs, tmp_path, call):
+    """The profile is Docker's default plus exactly what the sandbox needs: without any one of
+    the three added calls the sandboxed launch fails."""
+    profile = json.loads(PROFILE.read_text())
+    added = profile["syscalls"][-1]
+    assert added["names"] == ["chroot", "clone", "unshare"] and "bsopt" in added["comment"]
+    added["names"].remove(call)
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    r = run_in(refs["bsopt-scraper"], "-c", LAUNCH, opts=HARDENED + ("--security-opt", f"seccomp={tmp_path / 'p.json'}"))
+    assert r.returncode != 0, r.stdout
+    assert "sandboxing failed" in r.stderr.lower() or "zygote" in r.stderr.lower(), r.stderr[-2000:]
 
 
 # ------------------------------------------------------------------ the stack
@@ -224,6 +243,66 @@ def test_a_job_retries_with_backoff_while_postgres_is_away(bsopt_stack, docker_c
     assert s["result"]["solved"] == 54
     dead = requests.get(f"{api}/dead-letters", timeout=10).json()["dead_letters"]
     assert job not in [d["id"] for d in dead]
+
+
+def _envelope(task: str, body: str, token: str) -> str:
+    """A Celery message as kombu's Redis transport stores it (protocol 2), with a given body."""
+    return json.dumps({"body": body, "content-encoding": "utf-8", "content-type": "application/json",
+                       "headers": {"lang": "py", "task": task, "id": token, "root_id": token, "parent_id": None,
+                                   "retries": 0, "argsrepr": "()", "kwargsrepr": "{}"},
+                       "properties": {"correlation_id": token, "delivery_mode": 2, "priority": 0,
+                                      "body_encoding": "base64", "delivery_tag": token,
+                                      "delivery_info": {"exchange": "", "routing_key": "celery"}}})
+
+
+def test_a_bad_broker_message_never_takes_the_worker_down(bsopt_stack, docker_client):
+    """Three raw items pushed onto the Celery queue in Redis: not JSON, a body whose base64 does not
+    decode, an unknown task. The worker keeps running, each is in the dead-letter list, and the
+    next valid job completes."""
+    import base64
+    import uuid
+
+    target = bsopt_stack["target"]
+    states = target.states(docker_client)
+    worker = docker_client.containers.get(states["worker"].container)
+    rds = docker_client.containers.get(states["redis"].container)
+    restarts, started = worker.attrs["RestartCount"], worker.attrs["State"]["StartedAt"]
+    api = target.urls(["api"])["api"]
+    tokens = [f"poison-{uuid.uuid4()}" for _ in range(3)]
+    args = base64.b64encode(json.dumps([[], {}, {"callbacks": None, "errbacks": None, "chain": None,
+                                                   "chord": None}]).encode()).decode()
+    raw = [f"this is not JSON {{ {tokens[0]}",
+           _envelope("bsopt.tasks.price_batch", f"%%%{tokens[1]}%%%x", tokens[1]),
+           _envelope(f"bsopt.tasks.no_such_task_{tokens[2][-8:]}", args, tokens[2])]
+    for item in raw:
+        # as the worker's own Redis user (the only one besides the API's that may LPUSH)
+        rc, out = rds.exec_run(["redis-cli", "--user", "worker", "-h", "127.0.0.1", "LPUSH", "celery", item],
+                               environment={"REDISCLI_AUTH": target.settings()["BSOPT_REDIS_WORKER_PASSWORD"]})
+        assert rc == 0 and out.strip().isdigit(), out
+
+    job = requests.post(f"{api}/jobs", json={"task": "price_batch", "args": {
+        "spot": 100, "strike": 95, "years": 0.5, "rate": 0.02, "volatility": 0.25}}, timeout=10).json()["id"]
+    deadline = time.monotonic() + 60
+    while (s := requests.get(f"{api}/jobs/{job}", timeout=10).json())["state"] != "SUCCESS":
+        assert s["state"] in ("PENDING", "STARTED"), s
+        assert time.monotonic() < deadline, s
+        time.sleep(0.2)
+    assert s["result"]["count"] == 1
+
+    dead = requests.get(f"{api}/dead-letters", params={"limit": 100}, timeout=10).json()["dead_letters"]
+    text = [json.dumps(d) for d in dead]
+    for token in tokens:
+        assert any(token in t for t in text), f"{token} is not in the dead-letter list"
+    by_token = {tok: next(d for d in dead if tok in json.dumps(d)) for tok in tokens}
+    assert "not JSON" in by_token[tokens[0]]["error"]
+    assert "base64" in by_token[tokens[1]]["error"]
+    assert "unknown task" in by_token[tokens[2]]["error"] and by_token[tokens[2]]["id"] == tokens[2]
+    worker.reload()
+    assert worker.attrs["RestartCount"] == restarts and worker.attrs["State"]["StartedAt"] == started
+    assert worker.attrs["State"]["Status"] == "running"
+    logs = worker.logs(since=int(time.time()) - 120).decode(errors="replace")
+    assert "Unrecoverable error" not in logs
+    print(f"\npoison test: worker RestartCount {worker.attrs['RestartCount']} (before {restarts})")
 
 
 def test_dev_mode_reloads_a_saved_change(bsopt_stack, tmp_path):
