@@ -153,6 +153,9 @@ def test_graphql_5000_aliases_are_refused_at_once_naming_the_limit():
     ("{ quotes { " + " ".join(["id"] * 201) + " } }", "more than 200 selected fields"),
     ("{ __schema { types { fields { type { ofType { ofType { name } } } } } } }", "more than 6 levels of nesting"),
     ("{ price(spot: 1, strike: 1, years: 1, volatility: 0.2) { price } }" + " " * 9990, "over the limit of 10000"),
+    # aliases cannot multiply the rows read: all `quotes` limits together at most 10,000
+    ("{ a: quotes(limit: 6000) { id } b: quotes(limit: 4001) { id } }", "more than 10000 quote rows"),
+    ("query($n: Int) { a: quotes(limit: $n) { id } b: quotes { id } }", "more than 10000 quote rows"),
     # fragments count where they are spread: 3 spreads of 4 aliases are 12
     ("{ ...F ...F ...F } fragment F on Query { " + " ".join(
         f"p{i}: price(spot: 1, strike: 1, years: 1, volatility: 0.2) {{ price }}" for i in range(4)) + " }",

@@ -13,8 +13,8 @@ cheapest test first, and refused with a 400 naming the limit (docs/contracts.md 
 - its length (MAX_QUERY_CHARS), before anything is parsed: the 5,000-alias query ends here;
 - its tokens (MAX_TOKENS), while parsing (graphql-core stops the lexer there);
 - depth, aliases and selected fields (validation rules, with the specified ones);
-- root `quotes` rows: each `quotes` field's `limit` is at most 10,000 and aliases at most
-  MAX_ALIASES, so one request reads at most 100,000 rows.
+- quote rows: the `limit`s of all `quotes` fields together at most MAX_ROWS (10,000, what
+  one GET /quotes may read), so aliases cannot multiply the database work.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from typing import Any
 
 import graphene
 from fastapi.concurrency import run_in_threadpool
-from graphql import (ASTValidationRule, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
-                     GraphQLSyntaxError, OperationDefinitionNode, execute, parse, specified_rules, validate)
+from graphql import (ASTValidationRule, FieldNode, FragmentDefinitionNode, FragmentSpreadNode,
+                     GraphQLError, GraphQLSyntaxError, IntValueNode, OperationDefinitionNode, execute,
+                     parse, specified_rules, validate)
 
 from ..common.errors import InputError
 from ..pricing import bsm
@@ -99,6 +100,7 @@ MAX_TOKENS = 2_000
 MAX_DEPTH = 6
 MAX_ALIASES = 10
 MAX_FIELDS = 200
+MAX_ROWS = 10_000  # quote rows one query may read, all `quotes` fields together
 
 
 def _limit_rule(measure: str, limit: int, count):
@@ -148,7 +150,25 @@ def _selected(doc) -> list:
     return list(islice((x for op in ops for x in _walk(op, fragments)), MAX_FIELDS + 1))
 
 
+def _quote_rows(doc) -> int:
+    """The most rows the `quotes` fields may read: each its literal `limit`, the default 500
+    without one, and the resolver's maximum (10,000) for a variable."""
+    rows = 0
+    for _, field in _selected(doc):
+        if field.name.value != "quotes":
+            continue
+        arg = next((a for a in field.arguments or () if a.name.value == "limit"), None)
+        if arg is None:
+            rows += 500
+        elif isinstance(arg.value, IntValueNode):
+            rows += max(0, int(arg.value.value))
+        else:
+            rows += MAX_ROWS
+    return rows
+
+
 LIMIT_RULES = (
+    _limit_rule("quote rows", MAX_ROWS, _quote_rows),
     _limit_rule("levels of nesting", MAX_DEPTH, lambda doc: max((d for d, _ in _selected(doc)), default=0)),
     _limit_rule("aliases", MAX_ALIASES, lambda doc: sum(1 for _, f in _selected(doc) if f.alias is not None)),
     _limit_rule("selected fields", MAX_FIELDS, lambda doc: len(_selected(doc))),
