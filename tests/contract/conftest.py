@@ -107,8 +107,29 @@ def postgres(tmp_path_factory):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def seed_quotes(database_url: str) -> int:
+    """The quote board's 54 quotes in Postgres, as a scrape leaves them, so the API's /quotes
+    and GraphQL answers carry real rows (and schemathesis checks them against the models)."""
+    from datetime import datetime, timezone
+
+    from bsopt.board.app import board
+    from bsopt.common.db import Database
+
+    b = board()
+    rows = [{"source": "contract-test", "underlying": b["underlying"], "option_type": q["type"],
+             "strike": q["strike"], "expiry": q["expiry"], "bid": q["bid"], "ask": q["ask"],
+             "underlying_price": b["spot"], "rate": b["rate"], "dividend_yield": b["dividend_yield"],
+             "scraped_at": datetime.now(timezone.utc)} for q in b["quotes"]]
+    db = Database(database_url)
+    try:
+        return len(db.upsert_quotes(rows))
+    finally:
+        db.close()
+
+
 @pytest.fixture(scope="session")
 def bsopt_api(postgres, redis_server, tmp_path_factory):
+    seed_quotes(postgres)
     redis_url = f"redis://127.0.0.1:{redis_server['port']}/0"
     server = Server("bsopt.api.main:app", tmp_path_factory.mktemp("bsopt-api") / "api.log",
                     {"BSOPT_DATABASE_URL": postgres, "BSOPT_REDIS_URL": redis_url}, ready="/ready")

@@ -90,3 +90,24 @@ def test_every_body_and_answer_is_a_model(api, request):
         else:
             assert schema == {"type": "string"}, (api, where, media, schema)
     assert seen >= len(spec["paths"]), (api, seen)
+
+
+def test_graphql_reads_real_rows_within_the_limits(bsopt_api):
+    """Ten aliases of `quotes` over the seeded rows (real Postgres) answer 200 with the rows;
+    one more alias, or rows past 10,000, are a 400 naming the limit."""
+    import urllib.request
+
+    def post(query: str) -> tuple[int, dict]:
+        req = urllib.request.Request(f"{bsopt_api.url}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    ten = "{" + " ".join(f"q{i}: quotes(limit: 1000) {{ id strike impliedVol }}" for i in range(10)) + "}"
+    status, answer = post(ten)
+    assert status == 200 and len(answer["data"]) == 10 and len(answer["data"]["q0"]) == 54, answer
+    status, answer = post(ten.replace("q0: quotes(limit: 1000)", "q0: quotes(limit: 1001)"))
+    assert status == 400 and "more than 10000 quote rows" in answer["errors"][0]["message"], answer
