@@ -408,8 +408,8 @@ def status(target: Target, *, out: TextIO | None = None) -> list[dict]:
 
 def logs(target: Target, service: str | None, *, follow: bool = False, tail: int = 100) -> int:
     ds.client()
-    whole = target.but(variants=tuple(target.stack.variants), strict=False) if target.stack.variants else \
-        target.but(strict=False)
+    # every variant, so a service of any of them is known (placeholders fill what is not built)
+    whole = target.but(variants=tuple(target.stack.variants), strict=False)
     args = ["logs", "--tail", str(tail)] + (["--follow"] if follow else [])
     if service:
         known = whole.services()
