@@ -24,8 +24,10 @@ def test_a_guide_has_steps_that_write_check_and_run(name):
     text = (DOCS / name).read_text()
     table = text.split("\n## ", 1)[0]
     for step in steps:
-        if step.kind == "file":
-            assert f"`{step.path}`" in table, f"{name}: {step.path} is written but not in the files table"
+        paths = [step.path] if step.kind == "file" else \
+            [line[len("+++ b/"):] for line in step.body.splitlines() if line.startswith("+++ b/")]
+        for path in paths:
+            assert f"`{path}`" in table, f"{name}: {step} changes {path}, which its table of files does not name"
 
 
 @pytest.mark.unit
