@@ -14,16 +14,6 @@ log = logging.getLogger("fxservices.inference")
 Read = Callable[[str], "tuple[dict, Optional[datetime]]"]
 
 
-def _politely(read: Read, pair: str):
-    """A Feast read is milliseconds of Python (tens, the first time a worker builds its store
-    after the DAG's `feast apply`), in a thread beside the event loop: it yields the GIL as
-    often as a model load does (model.polite_to_the_event_loop)."""
-    from fxservices.inference.model import polite_to_the_event_loop
-
-    with polite_to_the_event_loop():
-        return read(pair)
-
-
 class PredictCache:
     """Per-worker micro-cache of the hot path.
 
@@ -54,7 +44,7 @@ class PredictCache:
         return await asyncio.shield(future)
 
     def _start_read(self, pair: str, read: Read) -> asyncio.Future:
-        future = asyncio.get_running_loop().run_in_executor(None, _politely, read, pair)
+        future = asyncio.get_running_loop().run_in_executor(None, read, pair)
         self.reading[pair] = future
 
         def done(f: asyncio.Future) -> None:

@@ -365,10 +365,11 @@ class RootfsBuilder:
             if entry:
                 locked.update(entry.versions())
         # The answer follows from the index and the locked versions alone; asking apt-cache
-        # took most of a rebuild after a code change, so it is kept until either changes.
-        stamp = mirror.dir / "updated"
-        key = inputs_key("updates", str(mirror.dir), stamp.stat().st_mtime_ns if stamp.exists() else None,
-                         sorted(locked.items()))
+        # took most of a rebuild after a code change, so it is kept until either changes (apt
+        # rewrites a list file only when the mirror changed it, not on every hourly refresh).
+        lists = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                       for f in (mirror.dir / "lists").iterdir() if f.is_file() and f.name != "lock")
+        key = inputs_key("updates", str(mirror.dir), lists, sorted(locked.items()))
         answers = KeyedCache(self.cache_root / "updates")
         if (hit := answers.get(key)) is not None:
             return [Change(**row) for row in hit["rows"]]
