@@ -161,7 +161,7 @@ def repo(tmp_path):
     """A copy of what the builder reads (specs, app sources, pyproject, lock), safe to break."""
     copy = tmp_path / "repo"
     shutil.copytree(ROOT / "images", copy / "images")
-    for package in ("fxservices", "bsopt"):
+    for package in ("fxservices", "bsopt", "servicekit"):
         shutil.copytree(ROOT / "src" / package, copy / "src" / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
