@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Entry point on a fresh Debian 12 machine: bootstrap what is missing, then run the command.
 #   ./fx up            build what is missing, load it into Docker, start the CPU stack, wait until healthy
-#   ./fx check         the default test suite (unit + integration; not slow, not gpu)
+#   ./fx check         the default test suite (unit + integration; not slow, not gpu, not cluster)
+#   ./fx check-cluster   a real three-node Docker Swarm on this machine (tests/cluster)
 #   ./fx check-nix-real  the flake with the real nix2container/poetry2nix (after ./fx nix-seed DIR...)
 #   ./fx bench | bench-stack | bench-bsopt   the benchmarks (builder vs Dockerfiles; the running stack; bsopt)
 #   ./fx host-packages [--update]   the host's Debian packages against requirements/debian-host.lock
@@ -15,7 +16,8 @@ export FXSTACK_CLI="${FXSTACK_CLI:-$0}"
 cd "$root"
 case "${1:-}" in
   # Under check, a test whose prerequisite is missing fails rather than skips (tests/conftest.py).
-  check) shift; FX_CHECK_STRICT=1 exec "$root/.venv/bin/python" -m pytest -m "not slow and not gpu" "$@" ;;
+  check) shift; FX_CHECK_STRICT=1 exec "$root/.venv/bin/python" -m pytest -m "not slow and not gpu and not cluster" "$@" ;;
+  check-cluster) shift; FX_CHECK_STRICT=1 exec "$root/.venv/bin/python" -m pytest -m cluster tests/cluster "$@" ;;
   check-slow) shift; exec "$root/.venv/bin/python" -m pytest -m "slow" "$@" ;;
   check-gpu) shift; exec "$root/.venv/bin/python" -m pytest -m "gpu" "$@" ;;
   check-nix-real) shift; exec "$root/.venv/bin/python" -m pytest -m nixreal tests/nix "$@" ;;

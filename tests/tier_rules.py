@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-TIERS = ("gpu", "slow", "nixreal", "security", "contract", "integration", "unit")
+TIERS = ("gpu", "slow", "cluster", "nixreal", "security", "contract", "integration", "unit")
 # Tiers that may legitimately not run on a machine (no GPU, no seeded Nix inputs); their
 # skips say why in the summary instead of failing the run.
 OPTIONAL_TIERS = ("gpu", "nixreal")
@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
     untiered = [n for n, t in _TIER_BY_NODE.items() if t == "untiered"]
     if untiered:
         raise pytest.UsageError("tests without a tier marker (unit, integration, security, contract, slow, gpu, "
-                                "nixreal): " + ", ".join(untiered[:10]))
+                                "nixreal, cluster): " + ", ".join(untiered[:10]))
 
 
 @pytest.fixture(autouse=True)
