@@ -58,7 +58,7 @@ def _model(args: argparse.Namespace):
 
     target = Target.parse(args.registry)
     store = BlobStore(state_dir() / "oci")
-    name, project, config = stack_config(args.stack, image_vars())
+    name, project, config = stack_config(args.stack, image_vars(), log=_log)
     return build_model(name, project, config, store_resolver(store, target), _replicas(args.replicas)), target, store
 
 
