@@ -115,3 +115,26 @@ def test_compose_accepts_the_file_and_the_dev_override(tmp_path):
     assert "--reload" in cfg["api"]["command"] and cfg["worker"]["command"][0] == "watchfiles"
     mount = next(v for v in cfg["api"]["volumes"] if v["target"] == "/app/bsopt")
     assert mount["read_only"] is True and mount["source"] == str(REPO / "src" / "bsopt")
+
+
+def test_settings_read_the_credentials_from_the_files_compose_mounts(tmp_path):
+    """What the services make of the environment compose/bsopt.yml gives them: the database URL
+    from its file, the Redis user's password (quoted) from its file into both Redis URLs."""
+    from bsopt.common.settings import Settings, SettingsError
+
+    (tmp_path / "url").write_text("postgresql://bsopt:pw@postgres:5432/bsopt\n")
+    (tmp_path / "redis").write_text("p@ss/w:rd")
+    env = {"BSOPT_DATABASE_URL_FILE": str(tmp_path / "url"), "BSOPT_DATABASE_URL": "postgresql://ignored",
+           "BSOPT_REDIS_URL": "redis://redis:6379/0", "BSOPT_RESULT_URL": "redis://redis:6379/1",
+           "BSOPT_REDIS_USERNAME": "api", "BSOPT_REDIS_PASSWORD_FILE": str(tmp_path / "redis")}
+    s = Settings.from_env(env)
+    assert s.database_url == "postgresql://bsopt:pw@postgres:5432/bsopt"
+    assert s.redis_url == "redis://api:p%40ss%2Fw%3Ard@redis:6379/0"
+    assert s.result_url == "redis://api:p%40ss%2Fw%3Ard@redis:6379/1"
+    import redis
+
+    assert redis.Redis.from_url(s.redis_url).connection_pool.connection_kwargs["password"] == "p@ss/w:rd"
+    # without files (a host run): the plain settings, no credentials added
+    assert Settings.from_env({"BSOPT_REDIS_URL": "redis://h:1/0"}).result_url == "redis://h:1/1"
+    with pytest.raises(SettingsError, match=r"BSOPT_REDIS_PASSWORD_FILE=/nonexistent: No such file"):
+        Settings.from_env({**env, "BSOPT_REDIS_PASSWORD_FILE": "/nonexistent"})

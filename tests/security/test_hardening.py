@@ -25,6 +25,8 @@ from fxstack.envfile import read_env, secret_files
 from fxstack.stack import docker_state as ds
 from fxstack.stacks.fx import SECRET_FILES
 
+from .procs import container_pids, main_pid, proc_status
+
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
 # the session stack's project (tests/conftest.py names it the same way)
@@ -39,20 +41,6 @@ def running(dc) -> dict:
     for c in ds.project_containers(dc, PROJECT, all_=False):
         out[c.labels["com.docker.compose.service"]] = c
     return out
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return fields
-
-
-def container_pids(c) -> list[int]:
-    """Every process of the container, as host pids (from its cgroup, not `ps` inside it)."""
-    top = c.top(ps_args="-eo pid")
-    return [int(row[0]) for row in top["Processes"]]
 
 
 def secret_values(env_file: Path) -> dict[str, str]:
@@ -185,13 +173,6 @@ def test_postgres_refuses_clients_without_credentials(stack, docker_client):
 
 
 # ------------------------------------------------------------------ kill -9, then nothing lost
-def _main_pid(c) -> int:
-    """The service's main process: tini's child (PID 1 in the container is tini)."""
-    init = c.attrs["State"]["Pid"]
-    children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
-    return int(children[0]) if children else init
-
-
 def _healthy_after_restart(dc, name: str, restarts_before: int) -> bool:
     c = dc.containers.get(name)
     s = c.attrs["State"]
@@ -212,7 +193,7 @@ def _kill_and_wait(dc, services: list[str], timeout: float = 240) -> None:
     containers = running(dc)
     before = {svc: (containers[svc].name, containers[svc].attrs["RestartCount"]) for svc in services}
     for svc in services:
-        os.kill(_main_pid(containers[svc]), signal.SIGKILL)
+        os.kill(main_pid(containers[svc]), signal.SIGKILL)
     for svc, (name, restarts) in before.items():
         _wait(lambda: _healthy_after_restart(dc, name, restarts), timeout,
               f"{svc} restarted and healthy after kill -9 of its main process")
