@@ -10,11 +10,12 @@ into Postgres (a second run of the same board updates rows, never duplicates the
 an implied-volatility job for those quotes. Runs happen every BSOPT_SCRAPE_INTERVAL seconds and
 whenever the API pushes a request (POST /scrapes); each run's status is kept in Redis.
 
-Chromium's sandbox: on by default (BSOPT_CHROMIUM_SANDBOX=1). It needs to create user namespaces,
-which Docker's default seccomp profile forbids; compose/bsopt.yml runs this service with
-`seccomp=unconfined` for that reason (Chromium then applies its own, per-process seccomp-bpf
-filters to every renderer, which are narrower than Docker's). Where even that is impossible,
-BSOPT_CHROMIUM_SANDBOX=0 launches with --no-sandbox and the log says so.
+Chromium's sandbox: on by default (BSOPT_CHROMIUM_SANDBOX=1). It creates user, PID and network
+namespaces, which Docker's default seccomp profile refuses to a container without CAP_SYS_ADMIN;
+compose/bsopt.yml runs this service under compose/seccomp/chromium.json, Docker's default plus
+those calls (Chromium then applies its own, per-process seccomp-bpf filters to every renderer,
+which are narrower than Docker's). Where even that is impossible, BSOPT_CHROMIUM_SANDBOX=0
+launches with --no-sandbox and the log says so.
 
 Liveness: the loop touches /tmp/bsopt-scraper.alive on every turn; the health check reads its age.
 """
