@@ -2,7 +2,7 @@
 (TLS + htpasswd, Debian's docker-registry on 127.0.0.1), then the push of the same image after a
 one-line code change, which must send only the app layer (and the new config and SBOM).
 
-    flock /tmp/fx-docker.lock .venv/bin/python tests/cluster/measure_push.py OUT.json
+    .venv/bin/python tests/cluster/measure_push.py OUT.json
 
 The changed build runs in a copy of the working tree and a hard-linked copy of the state directory
 (every write there is a rename, so the original stays as it was)."""

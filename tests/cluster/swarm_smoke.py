@@ -1,6 +1,6 @@
-"""A real three-node Swarm on this machine, by hand (not a test tier yet):
+"""A real three-node Swarm on this machine: the run of the cluster tier (tests/cluster/test_swarm_cluster.py), also by hand:
 
-    flock /tmp/fx-docker.lock .venv/bin/python tests/cluster/swarm_smoke.py [OUT.json]
+    .venv/bin/python tests/cluster/swarm_smoke.py [OUT.json]
 
 Three dockerd nodes (tests/cluster/nodes.py), a plain-HTTP registry on their bridge filled by
 `fxstack push`, and a stack of two parts: the load balancer exactly as `deploy swarm` renders it
