@@ -83,11 +83,12 @@ def dev_reload(target, n: int = 3) -> list[float]:
     out = []
     for i in range(n):
         time.sleep(1.0)   # let the previous reload settle
-        main.write_text(original.replace('return {"status": "ok"}', f'return {{"status": "ok", "edit": {i}}}'))
+        # the status value, not an extra field: /health's response model keeps only `status`
+        main.write_text(original.replace('return {"status": "ok"}', f'return {{"status": "ok-edit-{i}"}}'))
         t0 = time.monotonic()
         while True:
             try:
-                if requests.get(f"{api}/health", timeout=2).json().get("edit") == i:
+                if requests.get(f"{api}/health", timeout=2).json().get("status") == f"ok-edit-{i}":
                     break
             except requests.RequestException:
                 pass
