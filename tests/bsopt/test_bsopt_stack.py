@@ -323,10 +323,11 @@ def test_dev_mode_reloads_a_saved_change(bsopt_stack, tmp_path):
     text = main.read_text()
     assert 'return {"status": "ok"}' in text
     saved = time.monotonic()
-    main.write_text(text.replace('return {"status": "ok"}', 'return {"status": "ok", "dev": "edited"}'))
+    # the status value, not an extra field: /health's response model keeps only `status`
+    main.write_text(text.replace('return {"status": "ok"}', 'return {"status": "ok-edited"}'))
     while True:
         try:
-            if requests.get(f"{api}/health", timeout=2).json().get("dev") == "edited":
+            if requests.get(f"{api}/health", timeout=2).json().get("status") == "ok-edited":
                 break
         except requests.RequestException:
             pass
