@@ -71,6 +71,13 @@ def _free_port(taken: set[int] = set()) -> int:
     raise RuntimeError("no free port in 20000-32000 on 127.0.0.1")
 
 
+@pytest.fixture
+def free_port():
+    """_free_port for tests outside this folder: `from conftest import ...` would find whichever
+    conftest module pytest imported first under that name (tests/nix has one too)."""
+    return _free_port
+
+
 def stack_target(stack_def, project: str, env_file, port_vars, **kw):
     """A Target of its own for a test stack: its project, its env file (and secrets beside it)
     and free ports, passed as overrides (nothing is written to os.environ)."""

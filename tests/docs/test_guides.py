@@ -55,11 +55,9 @@ def test_the_image_guide_builds_and_runs_a_new_image(tmp_path, docker_client):
 
 
 @pytest.mark.integration
-def test_the_service_guide_brings_its_stack_up_with_the_new_service_reachable(tmp_path, docker_client):
-    from conftest import _free_port
-
+def test_the_service_guide_brings_its_stack_up_with_the_new_service_reachable(tmp_path, docker_client, free_port):
     t0 = time.monotonic()
-    ports = {v: str(_free_port()) for v in ("BSOPT_API_PORT", "BSOPT_PRICING_PORT", "BSOPT_HELLO_PORT")}
+    ports = {v: str(free_port()) for v in ("BSOPT_API_PORT", "BSOPT_PRICING_PORT", "BSOPT_HELLO_PORT")}
     copy = _copy(tmp_path, **ports)
     try:
         copy.follow(guide_steps(IMAGE_GUIDE) + guide_steps(SERVICE_GUIDE))
