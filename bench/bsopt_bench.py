@@ -72,7 +72,8 @@ def dev_reload(target, n: int = 3) -> list[float]:
 
     copy = Path(tempfile.mkdtemp(prefix="bsopt-dev-"))
     shutil.copytree(ROOT / "compose", copy / "compose", ignore=shutil.ignore_patterns("*.env", "secrets"))
-    shutil.copytree(ROOT / "src" / "bsopt", copy / "src" / "bsopt", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("bsopt", "servicekit"):  # what compose/bsopt.dev.yml mounts
+        shutil.copytree(ROOT / "src" / package, copy / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
     dev = target.but(root=copy, variants=("dev",))
     # the copy is another checkout: its up refuses while this checkout's containers run
     lifecycle.down(target, out=sys.stderr)

@@ -312,7 +312,8 @@ def test_dev_mode_reloads_a_saved_change(bsopt_stack, tmp_path):
 
     root = tmp_path / "checkout"
     shutil.copytree(REPO / "compose", root / "compose", ignore=shutil.ignore_patterns("*.env", "secrets"))
-    shutil.copytree(REPO / "src" / "bsopt", root / "src" / "bsopt", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("bsopt", "servicekit"):  # what compose/bsopt.dev.yml mounts
+        shutil.copytree(REPO / "src" / package, root / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
     dev = bsopt_stack["target"].but(root=root, variants=("dev",))
     # the copy is another checkout: its up refuses while this checkout's containers run
     lifecycle.down(bsopt_stack["target"], out=sys.stderr)
