@@ -4,6 +4,8 @@ them (/proc), and its main process (PID 1 is tini; the service is tini's child).
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 
@@ -30,3 +32,30 @@ def main_pid(c) -> int:
     init = c.attrs["State"]["Pid"]
     children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
     return int(children[0]) if children else init
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
+
+
+def _restarted_and_healthy(dc, name: str, restarts_before: int) -> bool:
+    c = dc.containers.get(name)
+    s = c.attrs["State"]
+    return c.attrs["RestartCount"] > restarts_before and s["Status"] == "running" and \
+        (s.get("Health") or {}).get("Status") == "healthy"
+
+
+def kill_and_wait(dc, containers: dict, services: list[str], timeout: float = 240) -> None:
+    """kill -9 the main process of each named service ({service: container} of one stack), then
+    wait until Docker has restarted each and its health check passes again."""
+    before = {svc: (containers[svc].name, containers[svc].attrs["RestartCount"]) for svc in services}
+    for svc in services:
+        os.kill(main_pid(containers[svc]), signal.SIGKILL)
+    for svc, (name, restarts) in before.items():
+        wait_for(lambda: _restarted_and_healthy(dc, name, restarts), timeout,
+                 f"{svc} restarted and healthy after kill -9 of its main process")

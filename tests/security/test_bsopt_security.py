@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import stat
 import sys
 import time
@@ -23,7 +22,7 @@ from fxstack.envfile import read_env
 from fxstack.stack import docker_state as ds
 from fxstack.stacks.bsopt import BSOPT
 
-from .procs import container_pids, main_pid, proc_status, user_namespace
+from .procs import container_pids, kill_and_wait, main_pid, proc_status, user_namespace, wait_for
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 PROJECT = "bsopt-sec"
@@ -222,31 +221,6 @@ def test_postgres_refuses_clients_without_credentials_and_has_no_unused_roles(bs
 
 
 # ------------------------------------------------------------------ kill -9, then nothing lost
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
-
-
-def _kill_and_wait(dc, services: list[str], timeout: float = 240) -> None:
-    containers = running(dc)
-    before = {svc: (containers[svc].name, containers[svc].attrs["RestartCount"]) for svc in services}
-    for svc in services:
-        os.kill(main_pid(containers[svc]), signal.SIGKILL)
-
-    def healthy(name: str, restarts: int) -> bool:
-        c = dc.containers.get(name)
-        s = c.attrs["State"]
-        return c.attrs["RestartCount"] > restarts and s["Status"] == "running" and \
-            (s.get("Health") or {}).get("Status") == "healthy"
-
-    for svc, (name, restarts) in before.items():
-        _wait(lambda: healthy(name, restarts), timeout, f"{svc} restarted and healthy after kill -9 of its main process")
-
-
 def _job(api: str, task: str, args: dict) -> dict:
     job = requests.post(f"{api}/jobs", json={"task": task, "args": args}, timeout=10).json()["id"]
     deadline = time.monotonic() + 120
@@ -261,11 +235,11 @@ def test_kill_9_of_every_service_loses_nothing(bsopt, docker_client):
     api, pricing = urls["api"], urls["neural-pricing"]
     # Postgres rows (quotes through a scrape), a dead letter (Redis), a model version (the volume)
     sid = requests.post(f"{api}/scrapes", timeout=10).json()["id"]
-    _wait(lambda: requests.get(f"{api}/scrapes/{sid}", timeout=10).json()["state"] == "done", 120, "a scrape")
+    wait_for(lambda: requests.get(f"{api}/scrapes/{sid}", timeout=10).json()["state"] == "done", 120, "a scrape")
     assert _job(api, "price_batch", {"spot": -1, "strike": 100, "years": 1, "rate": 0.01,
                                      "volatility": 0.2})["state"] == "FAILURE"
     assert _job(api, "train_neural_pricer", {"samples": 500, "hidden": [8]})["state"] == "SUCCESS"
-    _wait(lambda: requests.get(f"{pricing}/model", timeout=10).status_code == 200, 60, "the model served")
+    wait_for(lambda: requests.get(f"{pricing}/model", timeout=10).status_code == 200, 60, "the model served")
 
     def snapshot() -> dict:
         # the rows by id and identity: the scraper's restart scrapes the board again, which updates
@@ -281,9 +255,9 @@ def test_kill_9_of_every_service_loses_nothing(bsopt, docker_client):
     time.sleep(1.5)   # Redis' append-only file is written every second (appendfsync everysec)
 
     # the data stores first, one at a time (everything else depends on them), then the rest at once
-    _kill_and_wait(docker_client, ["postgres"])
-    _kill_and_wait(docker_client, ["redis"])
-    _kill_and_wait(docker_client, sorted(LONG_RUNNING - {"postgres", "redis"}))
+    kill_and_wait(docker_client, running(docker_client), ["postgres"])
+    kill_and_wait(docker_client, running(docker_client), ["redis"])
+    kill_and_wait(docker_client, running(docker_client), sorted(LONG_RUNNING - {"postgres", "redis"}))
     states = bsopt.states(docker_client)
     assert all(states[s].state == "running" and states[s].health == "healthy" for s in LONG_RUNNING), states
 

@@ -13,9 +13,7 @@ import json
 import os
 import re
 import secrets
-import signal
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,7 @@ from fxstack.envfile import read_env, secret_files
 from fxstack.stack import docker_state as ds
 from fxstack.stacks.fx import SECRET_FILES
 
-from .procs import container_pids, main_pid, proc_status
+from .procs import container_pids, kill_and_wait, proc_status
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
@@ -173,32 +171,6 @@ def test_postgres_refuses_clients_without_credentials(stack, docker_client):
 
 
 # ------------------------------------------------------------------ kill -9, then nothing lost
-def _healthy_after_restart(dc, name: str, restarts_before: int) -> bool:
-    c = dc.containers.get(name)
-    s = c.attrs["State"]
-    return c.attrs["RestartCount"] > restarts_before and s["Status"] == "running" and \
-        (s.get("Health") or {}).get("Status") == "healthy"
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
-
-
-def _kill_and_wait(dc, services: list[str], timeout: float = 240) -> None:
-    containers = running(dc)
-    before = {svc: (containers[svc].name, containers[svc].attrs["RestartCount"]) for svc in services}
-    for svc in services:
-        os.kill(main_pid(containers[svc]), signal.SIGKILL)
-    for svc, (name, restarts) in before.items():
-        _wait(lambda: _healthy_after_restart(dc, name, restarts), timeout,
-              f"{svc} restarted and healthy after kill -9 of its main process")
-
-
 def test_kill_9_of_every_service_loses_nothing(stack, docker_client):
     from fxstack.stacks import fx_e2e as e2e
 
@@ -245,9 +217,9 @@ def test_kill_9_of_every_service_loses_nothing(stack, docker_client):
     assert f"fxsec:{token}".encode().hex() in before
 
     # the data stores first (one at a time: everything else depends on them), then all the rest at once
-    _kill_and_wait(dc, ["postgres"])
-    _kill_and_wait(dc, ["redis"])
-    _kill_and_wait(dc, sorted(LONG_RUNNING - {"postgres", "redis"}))
+    kill_and_wait(dc, running(dc), ["postgres"])
+    kill_and_wait(dc, running(dc), ["redis"])
+    kill_and_wait(dc, running(dc), sorted(LONG_RUNNING - {"postgres", "redis"}))
     states = ds.service_states(dc, PROJECT)
     assert all(states[s].state == "running" and states[s].health == "healthy" for s in LONG_RUNNING), states
 
