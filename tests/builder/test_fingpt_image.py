@@ -49,7 +49,7 @@ def serve(client, ref, **kw):
             break
         time.sleep(2)
     logs = c.logs().decode()[-3000:]
-    c.remove(force=True)
+    c.remove(force=True, v=True)
     raise AssertionError(f"fx-fingpt did not become healthy:\n{logs}")
 
 
@@ -71,7 +71,7 @@ def test_fingpt_image_serves_tiny_model_on_cpu(fingpt, docker_client):
         body = r.json()
         assert len(body) == 2 and all(item["label"] in ("positive", "negative", "neutral") for item in body)
     finally:
-        c.remove(force=True)
+        c.remove(force=True, v=True)
 
 
 @pytest.mark.gpu
@@ -85,4 +85,4 @@ def test_fingpt_image_serves_on_cuda(fingpt, docker_client):
         r = requests.post(f"http://127.0.0.1:{port}/sentiment", json={"texts": TEXTS}, timeout=60)
         assert r.status_code == 200 and len(r.json()) == 2
     finally:
-        c.remove(force=True)
+        c.remove(force=True, v=True)

@@ -31,8 +31,19 @@ IMPORTS = {
 
 
 def run(client, ref, command, **kw):
-    out = client.containers.run(ref, command, remove=True, stdout=True, stderr=True, **kw)
-    return out.decode()
+    """The command's output; the container goes with its anonymous volumes (the SDK's
+    remove=True keeps those of images that declare VOLUME, one per run)."""
+    c = client.containers.run(ref, command, detach=True, **kw)
+    try:
+        status = c.wait()
+        out = c.logs(stdout=True, stderr=True)
+        if status.get("StatusCode"):
+            import docker.errors
+
+            raise docker.errors.ContainerError(c, status["StatusCode"], command, ref, out)
+        return out.decode()
+    finally:
+        c.remove(force=True, v=True)
 
 
 @pytest.mark.parametrize("name", sorted(IMPORTS))
@@ -307,7 +318,7 @@ def test_postgres_initialises_two_databases(cpu_images, docker_client):
         code, out = c.exec_run(["sh", "-c", "ls /usr/lib/x86_64-linux-gnu/ | grep -c LLVM; command -v perl"])
         assert out.decode().split() == ["0"], out
     finally:
-        c.remove(force=True)
+        c.remove(force=True, v=True)
 
 
 def test_redis_answers_ping_and_exporter_reports_it(cpu_images, docker_client, network):
@@ -328,8 +339,8 @@ def test_redis_answers_ping_and_exporter_reports_it(cpu_images, docker_client, n
         r = wait_http(f"http://127.0.0.1:{port}/metrics", ok=lambda r: "redis_up 1" in r.text)
         assert "redis_up 1" in r.text
     finally:
-        exporter.remove(force=True)
-        redis.remove(force=True)
+        exporter.remove(force=True, v=True)
+        redis.remove(force=True, v=True)
 
 
 def test_prometheus_ready(cpu_images, docker_client, tmp_path):
@@ -346,7 +357,7 @@ def test_prometheus_ready(cpu_images, docker_client, tmp_path):
         code, out = c.exec_run(["sh", "-c", "ls /usr/share/javascript 2>/dev/null | wc -l"])
         assert out.decode().strip() == "0", out
     finally:
-        c.remove(force=True)
+        c.remove(force=True, v=True)
 
 
 def test_hash_mismatch_stops_and_caches_nothing(tmp_path):

@@ -94,5 +94,5 @@ def test_lb_keeps_every_request_while_backends_come_and_go(docker_client, images
         assert f"fxlb-{suffix}-3" in served, "a task that joins is found through DNS"
     finally:
         for c in reversed(started):
-            c.remove(force=True)
+            c.remove(force=True, v=True)
         network.remove()

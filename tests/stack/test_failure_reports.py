@@ -28,7 +28,7 @@ def project(docker_client):
     name = f"fxstack-fail-{uuid.uuid4().hex[:8]}"
     yield name
     for c in docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={name}"}):
-        c.remove(force=True)
+        c.remove(force=True, v=True)
 
 
 def target(project):

@@ -148,3 +148,18 @@ def test_services_log_in_through_password_files(acl_redis, tmp_path, monkeypatch
     monkeypatch.delenv("REDIS_PASSWORD_FILE")
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=port, **redis_auth()).ping()
+
+
+@pytest.mark.integration
+def test_reading_an_images_user_leaves_no_volume_behind(cpu_images, docker_client):
+    """`up` looks up each secret reader's uid in its image's /etc/passwd through a throwaway
+    container; for an image that declares VOLUME (postgres) Docker makes an anonymous volume
+    for it, which went on piling up, one per `up`, until the container's removal took it along."""
+    from fxstack.stack.secrets import image_user_ids
+
+    _, images = cpu_images
+    before = {v.id for v in docker_client.volumes.list()}
+    uid, _ = image_user_ids(docker_client, images["postgres"].ref)
+    after = {v.id for v in docker_client.volumes.list()}
+    assert uid != 0
+    assert after - before == set(), after - before

@@ -291,4 +291,4 @@ def test_up_refuses_a_port_another_projects_container_publishes(stack, docker_cl
             lifecycle.preflight(grafana, docker_client, {})
         assert f"127.0.0.1:{port}" in str(err.value) and "FX_GRAFANA_PORT" in str(err.value)
     finally:
-        other.remove(force=True)
+        other.remove(force=True, v=True)

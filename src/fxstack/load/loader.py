@@ -66,6 +66,20 @@ def load_via_registry(builder: Builder, image: BuiltImage, engine: Engine, regis
     return RegistryLoad(uploaded, pulled)
 
 
+def _add_member(tar: tarfile.TarFile, name: str, path: Path | None = None, data: bytes | None = None) -> int:
+    """One member of a docker-archive, from a store file or from bytes; returns its size."""
+    info = tarfile.TarInfo(name)
+    if path is not None:
+        info.size = path.stat().st_size
+        with open(path, "rb") as f:
+            tar.addfile(info, f)
+    else:
+        assert data is not None
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return info.size
+
+
 def load_delta(builder: Builder, image: BuiltImage, engine: Engine) -> int | None:
     """Load into dockerd only the layers above those it already holds for the image loaded
     last under this name (a code change: the app layer), as a docker-archive whose manifest
@@ -92,23 +106,11 @@ def load_delta(builder: Builder, image: BuiltImage, engine: Engine) -> int | Non
     sent = 0
     with tempfile.TemporaryFile(dir=store.root) as archive:
         with tarfile.open(fileobj=archive, mode="w") as tar:
-            def add(name: str, path: Path | None = None, data: bytes | None = None) -> None:
-                nonlocal sent
-                info = tarfile.TarInfo(name)
-                if path is not None:
-                    info.size = path.stat().st_size
-                    with open(path, "rb") as f:
-                        tar.addfile(info, f)
-                else:
-                    assert data is not None
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-                sent += info.size
-            add("config.json", store.path(config))
+            sent += _add_member(tar, "config.json", store.path(config))
             for name, digest in zip(names[shared:], ours[shared:]):
-                add(name, store.path(digest))
-            add("manifest.json", data=json.dumps([{"Config": "config.json", "RepoTags": [image.ref],
-                                                    "Layers": names}]).encode())
+                sent += _add_member(tar, name, store.path(digest))
+            sent += _add_member(tar, "manifest.json", data=json.dumps(
+                [{"Config": "config.json", "RepoTags": [image.ref], "Layers": names}]).encode())
         size = archive.tell()
         archive.seek(0)
         engine.load(archive, size)
@@ -126,23 +128,12 @@ def load_via_docker_load(builder: Builder, image: BuiltImage, log: Callable[[str
     assert proc.stdin is not None
     sent = 0
     with tarfile.open(fileobj=proc.stdin, mode="w|") as tar:
-        def add(name: str, path: Path | None = None, data: bytes | None = None):
-            nonlocal sent
-            info = tarfile.TarInfo(name)
-            if path is not None:
-                info.size = path.stat().st_size
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
-            else:
-                assert data is not None
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-            sent += info.size
-        add(f"{cfg}.json", store.path("sha256:" + cfg))
+        sent += _add_member(tar, f"{cfg}.json", store.path("sha256:" + cfg))
         for layer in layers:
-            add(f"{layer}/layer.tar", store.path("sha256:" + layer))
-        add("manifest.json", data=json.dumps([{"Config": f"{cfg}.json", "RepoTags": [image.ref],
-                                                "Layers": [f"{l}/layer.tar" for l in layers]}]).encode())
+            sent += _add_member(tar, f"{layer}/layer.tar", store.path("sha256:" + layer))
+        sent += _add_member(tar, "manifest.json", data=json.dumps(
+            [{"Config": f"{cfg}.json", "RepoTags": [image.ref],
+              "Layers": [f"{l}/layer.tar" for l in layers]}]).encode())
     proc.stdin.close()
     out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     if proc.wait() != 0:

@@ -33,7 +33,7 @@ def image_user_ids(dc, ref: str) -> tuple[int, int]:
         stream, _ = container.get_archive("/etc/passwd")
         data = b"".join(stream)
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # and the anonymous volumes of VOLUME images (postgres, redis)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         member = tar.extractfile(tar.getmembers()[0])
         passwd = member.read().decode() if member else ""

@@ -211,6 +211,31 @@ def wait_predict_version(ep: Endpoints, pair: str, version: str, timeout: float 
                   f"{timeout:.0f} s (last: {last})", hint="`fxstack logs fastapi`")
 
 
+def wait_served_everywhere(ep: Endpoints, version: str, timeout: float = 120, rounds: int = 3) -> None:
+    """Until `rounds` passes over every pair all answer 200 with `version`. Each API worker
+    finds a new version on its own registry poll, so for a few seconds after the first 200
+    another worker may still answer 503: the stack serves the model once they all do."""
+    last = ""
+
+    def all_served() -> bool | None:
+        nonlocal last
+        for _ in range(rounds):
+            for pair in ep.pairs:
+                r = predict(ep, pair)
+                got = response_version(r.json()) if r.status_code == 200 else None
+                if got != str(version):
+                    last = f"{pair}: {r.status_code} {r.text[:200]}"
+                    return None
+        return True
+
+    try:
+        poll(all_served, timeout=timeout, interval=1)
+    except TimedOut:
+        raise FxError(f"POST /predict did not answer with model version {version} for every pair, "
+                      f"{rounds} times over, within {timeout:.0f} s (last: {last})",
+                      hint="`fxstack logs fastapi`") from None
+
+
 # ---------------------------------------------------------------- Prometheus
 def targets(ep: Endpoints) -> list[dict]:
     r = _get(f"{ep.prometheus}/api/v1/targets", params={"state": "active"})
@@ -264,6 +289,7 @@ def run(target: Running, *, out: TextIO | None = None, timeout: float = 900) -> 
     print(f"MLflow: {ep.model_name} version {version} has alias {ep.model_alias!r} (run {mv.get('run_id')})",
           file=out)
     body = wait_predict_version(ep, ep.pairs[0], version)
+    wait_served_everywhere(ep, version)
     total = time.monotonic() - start
     print(f"POST /predict {ep.pairs[0]} -> {body}", file=out)
     print(f"ingest -> registered model -> served prediction: {total:.1f} s", file=out)
