@@ -5,10 +5,8 @@ image's SBOM referrer): two read-modify-writes of index.json, started together o
 
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,21 +16,12 @@ from fxstack.image.store import BlobStore
 from fxstack.lock.poetry_lock import PoetryLock
 from fxstack.paths import repo_root
 from fxstack.specs import load_specs
+from fixture_tars import tar_of
 
 pytestmark = pytest.mark.unit
 
 IMAGES = ("redis", "prometheus")
 ROUNDS = 4  # without the index lock an entry is lost in the first round
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _build(state: str, name: str, barrier, errors) -> None:
@@ -42,7 +31,7 @@ def _build(state: str, name: str, barrier, errors) -> None:
         lock = PoetryLock(root / "poetry.lock", root / "pyproject.toml")
         store = BlobStore(Path(state) / "oci")
         status = f"Package: {name}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0\n"
-        digest, size = store.put_bytes(_tar({"var/lib/dpkg/status": status.encode()}))
+        digest, size = store.put_bytes(tar_of({"var/lib/dpkg/status": status.encode()}))
         manifest = oci.write_image(store, spec, [oci.Layer(digest, size, f"debian: {name}")])
         barrier.wait()
         oci.update_index(store, {name: manifest})

@@ -3,9 +3,7 @@ with cyclonedx-python-lib's own strict JSON validator, stored as an OCI referrer
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import pytest
 
@@ -14,6 +12,7 @@ from fxstack.image.store import BlobStore
 from fxstack.lock.poetry_lock import PoetryLock
 from fxstack.paths import repo_root
 from fxstack.specs import load_specs
+from fixture_tars import tar_of
 
 pytestmark = pytest.mark.unit
 
@@ -42,25 +41,15 @@ Version: 3.11.2-6+deb12u9
 """
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _image(tmp_path, spec_name: str = "fx-fastapi"):
     """A real spec and lock; a store holding an image whose rootfs layer has a dpkg database."""
     root = repo_root()
     spec = load_specs(root)[spec_name]
     lock = PoetryLock(root / "poetry.lock", root / "pyproject.toml")
     store = BlobStore(tmp_path / "oci")
-    rootfs, rsize = store.put_bytes(_tar({"etc/os-release": b"ID=debian\n",
+    rootfs, rsize = store.put_bytes(tar_of({"etc/os-release": b"ID=debian\n",
                                           "var/lib/dpkg/status": DPKG_STATUS.encode()}))
-    app, asize = store.put_bytes(_tar({"app/x.py": b"print(1)\n"}))
+    app, asize = store.put_bytes(tar_of({"app/x.py": b"print(1)\n"}))
     layers = [oci.Layer(rootfs, rsize, "debian: python3"), oci.Layer(app, asize, "app: x")]
     digest, size = oci.write_image(store, spec, layers)
     oci.update_index(store, {spec.name: (digest, size)})

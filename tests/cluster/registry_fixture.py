@@ -5,20 +5,19 @@ plus a small image written into a fresh OCI layout the way the builder writes on
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from fxstack.image import oci, sbom
 from fxstack.image.store import BlobStore, canonical_json
+from fixture_tars import tar_of
 
 USER, PASSWORD = "pusher", "Tq7-correct-horse-2"
 
@@ -102,16 +101,6 @@ def docker_config(d: Path, host: str, user: str = USER, password: str = PASSWORD
     return d / "config.json"
 
 
-def _layer(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def write_image(store: BlobStore, name: str, layers: list[bytes], with_sbom: bool = True) -> str:
     """An image (config, manifest, index entry) and its SBOM referrer, as the builder lays them out."""
     descs = []
@@ -150,4 +139,4 @@ def random_layer(seed: str, size: int) -> bytes:
     while len(out) < size:
         block = hashlib.sha256(block).digest()
         out += block
-    return _layer({f"{seed}.bin": bytes(out[:size])})
+    return tar_of({f"{seed}.bin": bytes(out[:size])})
