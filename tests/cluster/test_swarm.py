@@ -143,3 +143,32 @@ def test_docker_stack_deploy_would_refuse_a_compose_only_key(tmp_path):
     out = subprocess.run([cli, "stack", "deploy", "-c", str(path), "fxcheck"], capture_output=True, text=True,
                          env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}, timeout=60)
     assert "mem_limit" in out.stdout + out.stderr and "Cannot connect" not in out.stdout + out.stderr
+
+
+def test_shared_path_binds_a_directory_of_the_shared_filesystem():
+    opts = swarm.SwarmOptions(endpoint_mode="dnsrr", lb_image=LB, shared_path="/mnt/shared/fxstack/")
+    for name, volume in (("fx", "fx-data"), ("bsopt", "models")):
+        m = model(name)
+        stack, _ = swarm.render(m, opts)
+        device = f"/mnt/shared/fxstack/{m.project}/{volume}"
+        assert stack["volumes"][volume] == {"driver": "local",
+                                            "driver_opts": {"type": "none", "o": "bind", "device": device}}
+        # owned by the one user of the images that mount it (a bind copies no owner from the image)
+        assert swarm.shared_dirs(m, "/mnt/shared/fxstack") == {device: (1000, 1000)}
+    assert stack_file("fx")[0]["volumes"]["pgdata"] == {}, "a stateful volume stays on its node"
+    with pytest.raises(FxError, match="both name storage"):
+        swarm.render(model("fx"), swarm.SwarmOptions(lb_image=LB, nfs="n:/x", shared_path="/s"))
+    with pytest.raises(FxError, match="not an absolute path"):
+        swarm.render(model("fx"), swarm.SwarmOptions(lb_image=LB, shared_path="shared"))
+
+
+def test_published_ports_keep_clear_of_the_load_balancer():
+    with pytest.raises(FxError, match=r"airflow-webserver would publish port 8080.*\n.*--publish airflow-webserver=PORT"):
+        swarm.render(model("fx"), swarm.SwarmOptions(lb_image=LB, nfs="n:/x", publish=("airflow-webserver",)))
+    stack, _ = swarm.render(model("fx"), swarm.SwarmOptions(lb_image=LB, nfs="n:/x",
+                                                            publish=("airflow-webserver=18080", "mlflow")))
+    s = stack["services"]
+    assert s["airflow-webserver"]["ports"] == [{"target": 8080, "published": 18080, "protocol": "tcp", "mode": "host"}]
+    assert s["mlflow"]["ports"][0]["published"] == 5000
+    with pytest.raises(FxError, match="not a service"):
+        swarm.render(model("fx"), swarm.SwarmOptions(lb_image=LB, nfs="n:/x", publish=("nosuch",)))

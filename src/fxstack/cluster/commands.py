@@ -58,8 +58,12 @@ def _model(args: argparse.Namespace):
 
     target = Target.parse(args.registry)
     store = BlobStore(state_dir() / "oci")
-    name, project, config = stack_config(args.stack, image_vars(), log=_log)
+    name, project, config = stack_config(args.stack, image_vars(), log=_log, env_file=_env_file(args))
     return build_model(name, project, config, store_resolver(store, target), _replicas(args.replicas)), target, store
+
+
+def _env_file(args: argparse.Namespace) -> Path | None:
+    return Path(args.env_file) if getattr(args, "env_file", None) else None
 
 
 def _render_k8s(args: argparse.Namespace) -> int:
@@ -99,19 +103,36 @@ def _deploy_swarm(args: argparse.Namespace) -> int:
     if not args.registry:
         raise FxError("deploy swarm needs --registry REGISTRY/PREFIX (where `fxstack push` put the images)",
                       hint="push first: `fxstack push REGISTRY/PREFIX`, then deploy with the same REGISTRY/PREFIX")
+    from .stackconfig import cluster_target, image_vars, write_secrets
+
+    if not args.render_only:
+        # the secret files `docker stack deploy` reads, from the stack's env file (made if new)
+        write_secrets(cluster_target(args.stack, image_vars(), env_file=_env_file(args)), _log)
     model, target, store = _model(args)
     mode = args.endpoint_mode
     if mode == "auto":
         mode = "vip" if swarm.ipvs_available() else "dnsrr"
         _log(f"endpoint mode {mode} ({'IPVS present' if mode == 'vip' else 'no IPVS in this kernel'})")
     lb = None if args.no_lb else image_info(store, target, "haproxy", image_manifest(store, "haproxy"))
-    opts = swarm.SwarmOptions(endpoint_mode=mode, lb_image=lb, publish=tuple(args.publish), nfs=args.nfs)
+    opts = swarm.SwarmOptions(endpoint_mode=mode, lb_image=lb, publish=tuple(args.publish), nfs=args.nfs,
+                              shared_path=args.shared_path)
     stack, side_files = swarm.render(model, opts)
     out = Path(args.output or state_dir() / "swarm" / model.name)
     path = swarm.write(stack, side_files, out)
     print(path)
     if args.render_only:
         return 0
+    if args.shared_path:
+        try:
+            for made in swarm.make_shared_dirs(model, args.shared_path):
+                _log(f"made {made} on the shared filesystem")
+        except OSError as exc:
+            raise FxError(f"cannot make the shared volumes' directories under {args.shared_path}: {exc}",
+                          where="--shared-path", hint="run where the shared filesystem is mounted, as a user "
+                          "that may create directories there and give them to the services' users") from None
+    if args.stateful_node:
+        labels = swarm.label_stateful(model, args.stateful_node, host)
+        _log(f"node {args.stateful_node}: {', '.join(labels) or 'no stateful service'}")
     _log(swarm.deploy(path, model.project, host).strip())
     return 0
 
@@ -154,8 +175,16 @@ def register(sub) -> None:
     s.add_argument("--endpoint-mode", choices=("auto", "dnsrr", "vip"), default="auto",
                    help="vip + routing mesh needs IPVS in the kernel; auto looks for it")
     s.add_argument("--nfs", metavar="SERVER:/EXPORT", help="storage for volumes several services share")
-    s.add_argument("--publish", action="append", default=[], metavar="SERVICE",
-                   help="also publish this service's Compose ports on the nodes (default: only the load balancer)")
+    s.add_argument("--shared-path", metavar="DIR",
+                   help="storage for volumes several services share: a directory every node mounts from one "
+                        "shared filesystem (NFS, CephFS, ...); each volume binds DIR/<project>/<volume>")
+    s.add_argument("--stateful-node", metavar="NODE",
+                   help="label NODE for every stateful service (Postgres, Redis, ...) before deploying")
+    s.add_argument("--env-file", metavar="FILE",
+                   help="the stack's settings and secrets (default: compose/ env file; made if missing)")
+    s.add_argument("--publish", action="append", default=[], metavar="SERVICE[=PORT]",
+                   help="also publish this service's Compose port on the nodes, or on PORT "
+                        "(default: only the load balancer)")
     s.add_argument("--no-lb", action="store_true", help="no HAProxy entry service")
     s.add_argument("--replicas", action="append", default=[], metavar="SERVICE=N")
     s.add_argument("-o", "--output", metavar="DIR", help="where the stack file goes (default .fxstack/swarm/STACK)")

@@ -55,6 +55,18 @@ class SwarmOptions:
     lb_port: int = LB_PORT
     publish: tuple[str, ...] = ()         # other services to publish (Compose's published ports)
     nfs: str | None = None                # SERVER:/EXPORT for the shared volumes
+    shared_path: str | None = None        # a directory every node mounts from one shared filesystem
+
+
+def publish_ports(opts: SwarmOptions) -> dict[str, int]:
+    """--publish SERVICE or SERVICE=PORT -> {service: node port, 0 for the Compose port}."""
+    out = {}
+    for item in opts.publish:
+        name, _, port = item.partition("=")
+        if port and not port.isdigit():
+            raise FxError(f"--publish {item!r} is not SERVICE or SERVICE=PORT", hint="e.g. --publish mlflow=15000")
+        out[name] = int(port or 0)
+    return out
 
 
 def _mib(n: int) -> str:
@@ -122,9 +134,13 @@ def service_entry(model: StackModel, svc: Service, opts: SwarmOptions) -> dict:
         test = ["CMD-SHELL", h.command[2]] if h.command[:2] == ["/bin/sh", "-c"] else ["CMD", *h.command]
         entry["healthcheck"] = {"test": test, "interval": _duration(h.interval), "timeout": _duration(h.timeout),
                                 "retries": h.retries, "start_period": _duration(h.start_period)}
-    if svc.name in opts.publish:
-        entry["ports"] = [{"target": p.number, "published": p.number, "protocol": p.protocol,
-                           "mode": "host" if opts.endpoint_mode == "dnsrr" else "ingress"} for p in svc.published]
+    published = publish_ports(opts).get(svc.name)
+    if published is not None:
+        # SERVICE=PORT moves the first published port: host-mode ports share the nodes with the
+        # load balancer's (a service on its port could run on no node)
+        entry["ports"] = [{"target": p.number, "published": published if published and i == 0 else p.number,
+                           "protocol": p.protocol, "mode": "host" if opts.endpoint_mode == "dnsrr" else "ingress"}
+                          for i, p in enumerate(svc.published)]
     deploy: dict = {"mode": "replicated", "replicas": svc.replicas, "endpoint_mode": opts.endpoint_mode}
     limits: dict = {}
     if svc.memory:
@@ -208,12 +224,28 @@ backend {service}
 def render(model: StackModel, opts: SwarmOptions) -> tuple[dict, dict[str, str]]:
     """(the stack file, {file name: content} of the configs written beside it)."""
     shared = model.shared_volumes()
-    if shared and not opts.nfs:
+    if shared and opts.nfs and opts.shared_path:
+        raise FxError("--nfs and --shared-path both name storage for the shared volumes",
+                      where=f"{model.name} stack", hint="give one of them")
+    if shared and not (opts.nfs or opts.shared_path):
         users = {v: model.volumes[v] for v in shared}
         raise FxError(f"volumes shared by several services ({', '.join(f'{v}: {u}' for v, u in users.items())}) "
                       "need storage every node reaches", where=f"{model.name} stack",
-                      hint="give an NFS export with --nfs SERVER:/EXPORT (one directory per volume under it)")
+                      hint="give a directory every node mounts from one shared filesystem with --shared-path DIR, "
+                           "or an NFS export with --nfs SERVER:/EXPORT (one directory per volume under either)")
+    if opts.shared_path and not opts.shared_path.startswith("/"):
+        raise FxError(f"--shared-path {opts.shared_path!r} is not an absolute path",
+                      hint="the same absolute path on every node, e.g. /mnt/shared/fxstack")
+    unknown = sorted(set(publish_ports(opts)) - set(model.services))
+    if unknown:
+        raise FxError(f"--publish names {', '.join(unknown)}, not a service of the {model.name} stack",
+                      hint=f"services: {', '.join(sorted(model.services))}")
     services = {name: service_entry(model, svc, opts) for name, svc in model.services.items()}
+    if opts.lb_image is not None:
+        clash = sorted(n for n, e in services.items() for p in e.get("ports", []) if p["published"] == opts.lb_port)
+        if clash:
+            raise FxError(f"{', '.join(clash)} would publish port {opts.lb_port}, the load balancer's on every node",
+                          where=f"{model.name} stack", hint=f"publish it elsewhere: --publish {clash[0]}=PORT")
     side_files: dict[str, str] = {}
     configs: dict[str, dict] = {}
     for svc in model.services.values():
@@ -249,7 +281,12 @@ def render(model: StackModel, opts: SwarmOptions) -> tuple[dict, dict[str, str]]
         }
     volumes: dict[str, dict] = {}
     for v in model.volumes:
-        if v in shared:
+        if v in shared and opts.shared_path:
+            # the local driver binding a directory of the filesystem every node mounts: each
+            # node's task sees the same files (the directory must exist: shared_dirs())
+            volumes[v] = {"driver": "local", "driver_opts": {
+                "type": "none", "o": "bind", "device": shared_dir(opts.shared_path, model.project, v)}}
+        elif v in shared:
             server, _, export = (opts.nfs or "").partition(":")
             volumes[v] = {"driver": "local", "driver_opts": {
                 "type": "nfs", "o": f"addr={server},rw,nfsvers=4", "device": f":{export.rstrip('/')}/{v}"}}
@@ -266,6 +303,44 @@ def render(model: StackModel, opts: SwarmOptions) -> tuple[dict, dict[str, str]]
     if configs:
         stack["configs"] = configs
     return stack, side_files
+
+
+def shared_dir(root: str, project: str, volume: str) -> str:
+    return f"{root.rstrip('/')}/{project}/{volume}"
+
+
+def shared_dirs(model: StackModel, root: str) -> dict[str, tuple[int, int]]:
+    """{directory: (uid, gid)} a --shared-path deploy binds: one per shared volume, owned by the
+    user of the images that mount it (a bind has no copy-up of the image's directory owner)."""
+    out = {}
+    for v in model.shared_volumes():
+        users = {(model.services[s].image.uid, model.services[s].image.gid) for s in model.volumes[v]}
+        if len(users) > 1:
+            raise FxError(f"volume {v} is mounted by services of different users {sorted(users)}",
+                          where=f"{model.name} stack", hint="give those images one user (their specs' user)")
+        out[shared_dir(root, model.project, v)] = users.pop()
+    return out
+
+
+def make_shared_dirs(model: StackModel, root: str) -> list[str]:
+    """Create the --shared-path directories (on the shared filesystem, so once for every node)."""
+    made = []
+    for path, (uid, gid) in shared_dirs(model, root).items():
+        d = Path(path)
+        if not d.is_dir():
+            d.mkdir(parents=True)
+            made.append(path)
+        os.chown(d, uid, gid)
+    return made
+
+
+def label_stateful(model: StackModel, node: str, host: str | None = None) -> list[str]:
+    """Pin every stateful service of the stack to `node` (the label its placement names)."""
+    labels = [f"{_placement_label(model, s)}=true" for s in model.services.values() if s.kind == "stateful"]
+    args = [a for label in labels for a in ("--label-add", label)]
+    if args:
+        docker("node", "update", *args, node, host=host)
+    return labels
 
 
 def write(stack: dict, side_files: dict[str, str], out: Path) -> Path:
