@@ -178,21 +178,8 @@ def test_kill_9_of_every_service_loses_nothing(stack, docker_client):
     ep = e2e.endpoints(stack["target"])
     values = read_env(stack["env_file"])
     token = secrets.token_hex(6)
-    ml = f"{ep.mlflow}/api/2.0/mlflow"
-    c = running(dc)
 
-    # a registered model (MLflow -> Postgres)
-    r = requests.post(f"{ml}/registered-models/create", json={"name": f"fxsec-{token}"}, timeout=30)
-    assert r.status_code == 200, r.text
-    # Airflow run history (Postgres): a run of the DAG, marked finished so it never executes
-    e2e.wait_for_dag(ep)
-    run_id = f"fxsec-{token}"
-    r = requests.post(f"{ep.airflow}/api/v1/dags/{e2e.DAG_ID}/dagRuns", json={"dag_run_id": run_id},
-                      auth=ep.auth, timeout=30)
-    assert r.status_code == 200, r.text
-    r = requests.patch(f"{ep.airflow}/api/v1/dags/{e2e.DAG_ID}/dagRuns/{run_id}", json={"state": "failed"},
-                       auth=ep.auth, timeout=30)
-    assert r.status_code == 200, r.text
+    history = e2e.leave_history(ep, f"fxsec-{token}")
     # the Redis online store (db 0): a feature-row-like hash, next to whatever Feast wrote there
 
     def redis_cli(*args: str) -> str:
@@ -225,9 +212,5 @@ def test_kill_9_of_every_service_loses_nothing(stack, docker_client):
 
     assert redis_snapshot() == before
     ep = e2e.endpoints(stack["target"])
-    r = requests.get(f"{ep.mlflow}/api/2.0/mlflow/registered-models/get", params={"name": f"fxsec-{token}"},
-                     timeout=30)
-    assert r.status_code == 200, r.text
-    r = requests.get(f"{ep.airflow}/api/v1/dags/{e2e.DAG_ID}/dagRuns/{run_id}", auth=ep.auth, timeout=30)
-    assert r.status_code == 200 and r.json()["state"] == "failed", r.text
+    e2e.history_kept(ep, history)
     assert requests.get(f"{ep.api}/health", timeout=10).status_code == 200

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 
 from fxstack.envfile import new_password, read_env
 from fxstack.errors import FxError
@@ -35,18 +34,7 @@ def test_fernet_key_stays_with_the_data_and_passwords_follow_the_env_file(stack,
     project = target.project_name
     ep = e2e.endpoints(target)
     token = secrets.token_hex(6)
-    # a registered model (MLflow -> Postgres) and Airflow run history (Postgres)
-    r = requests.post(f"{ep.mlflow}/api/2.0/mlflow/registered-models/create", json={"name": f"keep-{token}"},
-                      timeout=30)
-    assert r.status_code == 200, r.text
-    e2e.wait_for_dag(ep)
-    run_id = f"keep-{token}"
-    r = requests.post(f"{ep.airflow}/api/v1/dags/{e2e.DAG_ID}/dagRuns", json={"dag_run_id": run_id},
-                      auth=ep.auth, timeout=30)
-    assert r.status_code == 200, r.text
-    r = requests.patch(f"{ep.airflow}/api/v1/dags/{e2e.DAG_ID}/dagRuns/{run_id}", json={"state": "failed"},
-                       auth=ep.auth, timeout=30)
-    assert r.status_code == 200, r.text
+    history = e2e.leave_history(ep, f"keep-{token}")
 
     # two checkouts at once: a second clone refuses while this one runs
     clone_root = tmp_path / "clone"
@@ -84,8 +72,4 @@ def test_fernet_key_stays_with_the_data_and_passwords_follow_the_env_file(stack,
     lifecycle.up(target, build=False, timeout=900, out=out)
     assert "POSTGRES_PASSWORD" in out.getvalue() and "set them to the values in" in out.getvalue()
     ep = e2e.endpoints(target)
-    r = requests.get(f"{ep.mlflow}/api/2.0/mlflow/registered-models/get", params={"name": f"keep-{token}"},
-                     timeout=30)
-    assert r.status_code == 200, r.text
-    r = requests.get(f"{ep.airflow}/api/v1/dags/{e2e.DAG_ID}/dagRuns/{run_id}", auth=ep.auth, timeout=30)
-    assert r.status_code == 200 and r.json()["state"] == "failed", r.text
+    e2e.history_kept(ep, history)

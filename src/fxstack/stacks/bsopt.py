@@ -5,14 +5,12 @@ file); its files go to the same secrets directory as the FX stack's, named `bsop
 from __future__ import annotations
 
 from . import bsopt_e2e, bsopt_secrets
-from .model import DataVolume, StackDef, Url, Variant, frozen_map
+from .model import NO_LOGIN, DataVolume, StackDef, Url, Variant, frozen_map
 
 HEADER = """\
 # compose/bsopt.env: written by `fxstack up bsopt` on first run with random secrets; never
 # overwritten (missing keys are appended). Ports: BSOPT_API_PORT (8300), BSOPT_PRICING_PORT (8301).
 """
-NO_LOGIN = "no login (reachable on 127.0.0.1 only)"
-
 BSOPT = StackDef(
     name="bsopt",
     title="the bsopt option-pricing backend",

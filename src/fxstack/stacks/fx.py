@@ -7,7 +7,7 @@ import json
 
 from ..envfile import new_fernet_key, redis_acl
 from . import fx_e2e, fx_ready
-from .model import DataVolume, StackDef, Url, Variant, frozen_map
+from .model import NO_LOGIN, DataVolume, StackDef, Url, Variant, frozen_map
 
 # Keys `up` makes sure exist. Values are generated only when the key is absent: an existing
 # compose/.env keeps every value it has (the user may have set them by hand).
@@ -80,8 +80,6 @@ SECRET_FILES = {
     # Grafana reads GF_<SECTION>_<KEY>__FILE
     "grafana_admin_password": lambda v: v["GRAFANA_ADMIN_PASSWORD"],
 }
-
-NO_LOGIN = "no login (reachable on 127.0.0.1 only)"
 
 FX = StackDef(
     name="fx",

@@ -57,6 +57,43 @@ def _get(url: str, **kw) -> requests.Response:
     return requests.get(url, **kw)
 
 
+# ---------------------------------------------------------------- what must survive
+@dataclass(frozen=True)
+class History:
+    """A registered model (MLflow -> Postgres) and a finished DAG run (Airflow -> Postgres): what a
+    restart, a lost node or a new checkout must keep."""
+    model: str
+    run_id: str
+
+
+def leave_history(ep: Endpoints, tag: str) -> History:
+    """Register an empty model and record a DAG run marked failed (so it never executes)."""
+    history = History(model=tag, run_id=tag)
+    r = requests.post(f"{ep.mlflow}/api/2.0/mlflow/registered-models/create", json={"name": history.model},
+                      timeout=30)
+    if r.status_code != 200:
+        raise FxError(f"MLflow did not register model {history.model!r}: {r.status_code} {r.text[:300]}")
+    wait_for_dag(ep)
+    runs = f"{ep.airflow}/api/v1/dags/{DAG_ID}/dagRuns"
+    for r in (requests.post(runs, json={"dag_run_id": history.run_id}, auth=ep.auth, timeout=30),
+              requests.patch(f"{runs}/{history.run_id}", json={"state": "failed"}, auth=ep.auth, timeout=30)):
+        if r.status_code != 200:
+            raise FxError(f"Airflow did not record DAG run {history.run_id!r}: {r.status_code} {r.text[:300]}")
+    return history
+
+
+def history_kept(ep: Endpoints, history: History) -> None:
+    """Raise unless both records of leave_history are still there."""
+    r = _get(f"{ep.mlflow}/api/2.0/mlflow/registered-models/get", params={"name": history.model})
+    if r.status_code != 200:
+        raise FxError(f"registered model {history.model!r} is gone from MLflow: {r.status_code} {r.text[:300]}",
+                      hint="MLflow's registry lives in Postgres: was its volume replaced?")
+    r = _get(f"{ep.airflow}/api/v1/dags/{DAG_ID}/dagRuns/{history.run_id}", auth=ep.auth)
+    if r.status_code != 200 or r.json().get("state") != "failed":
+        raise FxError(f"Airflow's run {history.run_id!r} is gone or changed: {r.status_code} {r.text[:300]}",
+                      hint="Airflow's metadata lives in Postgres: was its volume replaced?")
+
+
 # ---------------------------------------------------------------- Airflow
 def wait_for_dag(ep: Endpoints, timeout: float = 300) -> dict:
     """The DAG as the REST API sees it, once the scheduler has parsed it."""

@@ -58,6 +58,9 @@ class Url:
     login: str
 
 
+# The login text of a service that has none: it publishes on 127.0.0.1 only.
+NO_LOGIN = "no login (reachable on 127.0.0.1 only)"
+
 @dataclass(frozen=True)
 class Variant:
     """An optional part of a stack (`up --gpu`, `up --grafana`, `dev`): extra Compose files,
