@@ -13,7 +13,7 @@ import time
 import pytest
 from tier_rules import (  # noqa: F401
     _unit_tests_start_no_server, pytest_collection_modifyitems, pytest_collectreport,
-    pytest_runtest_makereport, pytest_terminal_summary)
+    pytest_runtest_logreport, pytest_runtest_makereport, pytest_terminal_summary)
 
 
 def docker_or_skip():

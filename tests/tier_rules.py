@@ -1,6 +1,6 @@
 """The rules of the test tiers, imported by tests/conftest.py: every test has a tier, unit tests
 start no server, and under `./fx check` (FX_CHECK_STRICT=1) a missing prerequisite fails
-instead of skipping. The run ends with one line per tier."""
+instead of skipping. The run ends with one line per tier, with the minutes the tier took."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def markers(item) -> set[str]:
 
 
 _TIER_BY_NODE: dict[str, str] = {}
+# Seconds per tier: setup, call and teardown of its tests, so a session fixture (images built, a
+# stack brought up or down) counts for the tier of the test that first or last needed it.
+_SECONDS: dict[str, float] = {}
 
 
 def _reason(report) -> str:
@@ -68,13 +71,18 @@ def pytest_runtest_makereport(item, call):
                            "(scripts/bootstrap.sh installs and starts what the tiers need)")
 
 
+def pytest_runtest_logreport(report):
+    tier = _TIER_BY_NODE.get(report.nodeid, "untiered")
+    _SECONDS[tier] = _SECONDS.get(tier, 0.0) + report.duration
+
+
 def pytest_collectreport(report):
     if strict() and report.skipped and "nixreal" not in str(report.longrepr):
         report.outcome = "failed"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """One line per tier: `unit: 312 passed`, with failures and skips (and their reasons) named."""
+    """One line per tier: `unit: 312 passed in 2.9 min`, with failures and skips (and their reasons) named."""
     counts: dict[str, dict[str, int]] = {}
     skipped: dict[str, list[str]] = {}
     for outcome in ("passed", "failed", "skipped", "error"):
@@ -95,6 +103,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         if tier not in counts:
             continue
         parts = [f"{n} {o}" for o in ("passed", "failed", "error", "skipped") if (n := counts[tier].get(o))]
-        terminalreporter.write_line(f"{tier}: {', '.join(parts)}")
+        terminalreporter.write_line(f"{tier}: {', '.join(parts)} in {_SECONDS.get(tier, 0.0) / 60:.1f} min")
         for line in skipped.get(tier, [])[:5]:
             terminalreporter.write_line(f"  skipped {line}")
