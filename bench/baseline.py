@@ -53,7 +53,7 @@ def base_image(builder: Builder, work: Path) -> str:
 
 
 def dockerfile(spec: ImageSpec, base: str) -> str:
-    lines = [f"FROM {base}", "COPY host-ca.crt /etc/ssl/certs/host-ca.crt",
+    lines = [f"FROM {base}", f"LABEL {BENCH_LABEL}=1", "COPY host-ca.crt /etc/ssl/certs/host-ca.crt",
              f"COPY {PIP_WHEEL} /tmp/{PIP_WHEEL}",
              "ENV PIP_CERT=/etc/ssl/certs/host-ca.crt PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
              "COPY requirements.txt /tmp/requirements.txt",
@@ -112,6 +112,20 @@ def docker_build(ctx: Path, tag: str, *, no_cache: bool = False) -> float:
     if proc.returncode != 0:
         raise RuntimeError(f"docker build {tag} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return time.monotonic() - started
+
+
+# Every image a baseline build makes carries this label, so the benchmark can remove them all
+# afterwards, the tagged ones and those each rebuild leaves dangling (one per code change).
+BENCH_LABEL = "org.fxstack.bench-baseline"
+
+
+def remove_images() -> int:
+    """Remove every image a baseline build made; returns how many."""
+    ids = subprocess.run(["docker", "image", "ls", "-q", "--no-trunc", "--filter", f"label={BENCH_LABEL}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    if ids:
+        subprocess.run(["docker", "image", "rm", "-f", *sorted(set(ids))], capture_output=True, check=True)
+    return len(set(ids))
 
 
 def image_id(tag: str) -> str:

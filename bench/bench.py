@@ -215,6 +215,20 @@ def cli_reload(repo: Path, state: Path, image: str, port: int) -> float:
 
 
 def main() -> int:
+    try:
+        return run()
+    finally:
+        # Nothing of the benchmark's own stays in Docker: each run's baseline rebuilds would
+        # otherwise leave a dangling image per code change, every `./fx check` a few more.
+        removed = baseline.remove_images()
+        client = docker_client()
+        for image in client.images.list(name=QUICK_IMAGE):
+            client.images.remove(image.id, force=True)
+            removed += 1
+        print(f"removed {removed} benchmark images from Docker", file=sys.stderr)
+
+
+def run() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     ap.add_argument("--work", help="scratch directory (default: a new temp dir)")

@@ -40,3 +40,10 @@ def test_quick_benchmark_runs_every_scenario(cpu_images, tmp_path):
     # the table is what a reader sees: both sides on the code-change row
     assert "1-line change: `fxstack build --load`" in proc.stdout
     assert set(result["images"]) == {"bench-mini"}
+    # and nothing of it stays in Docker: no baseline image (tagged or left dangling by a
+    # rebuild), no bench-mini image of ours
+    left = subprocess.run(["docker", "image", "ls", "-q", "--filter", "label=org.fxstack.bench-baseline"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    left += subprocess.run(["docker", "image", "ls", "-q", "bench-mini"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert left == [], f"the benchmark left images in Docker: {left}"
