@@ -97,6 +97,17 @@ def redis_acl(values: dict[str, str], users: dict[str, tuple[str, str]]) -> str:
 
 SecretTable = Mapping[str, Callable[[dict[str, str]], str]]
 
+# What an optional secret's file holds when the user set no value: Swarm refuses a secret of
+# zero bytes, and every reader strips whitespace, so a newline reads as "not set".
+UNSET = "\n"
+
+
+def optional(read: Callable[[dict[str, str]], str]) -> Callable[[dict[str, str]], str]:
+    """A secret the user may leave unset (their own API token, say): its file is then UNSET."""
+    def read_or_unset(values: dict[str, str]) -> str:
+        return read(values) or UNSET
+    return read_or_unset
+
 
 def secret_files(table: SecretTable, values: dict[str, str], names: list[str] | None = None
                  ) -> dict[str, bytes]:

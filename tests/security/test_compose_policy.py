@@ -73,13 +73,13 @@ def resolved(files: tuple[str, ...], profiles: tuple[str, ...]) -> dict:
     return json.loads(proc.stdout)
 
 
-def exceptions(files: tuple[str, ...]) -> dict[tuple[str, str], str]:
+def exceptions(files: tuple[str, ...], root: Path = COMPOSE_DIR) -> dict[tuple[str, str], str]:
     """{(service, rule): where} from the files' `# fxstack-policy: allow` comments. A comment in a
     service covers that service; one in an `x-` block with an anchor covers the services of the
     same file that use the anchor (`*name`)."""
     found: dict[tuple[str, str], str] = {}
     for name in files:
-        lines = (COMPOSE_DIR / name).read_text().splitlines()
+        lines = (root / name).read_text().splitlines()
         service_text: dict[str, list[str]] = {}
         owner: list[tuple[str, str]] = []          # per line: ("service", svc) / ("anchor", name) / ("", "")
         section, current = "", ("", "")
@@ -193,7 +193,7 @@ def test_secrets_are_files_the_stack_writes(config):
             assert ref["source"] in declared, (config, svc_name, ref)
 
 
-def test_a_policy_breach_is_found_and_an_exception_needs_a_reason():
+def test_a_policy_breach_is_found_and_an_exception_needs_a_reason(tmp_path):
     """The checks themselves: a bare service breaks every rule that applies to it, and a comment
     without a reason is refused."""
     bare = {"image": "x", "ports": [{"published": "80", "target": 80, "host_ip": "0.0.0.0"}],
@@ -202,9 +202,18 @@ def test_a_policy_breach_is_found_and_an_exception_needs_a_reason():
             "tmpfs": ["/tmp"], "security_opt": ["seccomp:unconfined"]}
     assert set(violations(bare)) == set(RULES) - {"secrets-as-files"}
     assert violations(bare)["secret-env"].count("'") == 4    # DB_URL and API_TOKEN, not X_PASSWORD_FILE
-    # the FX stack's one exception sits in the x-airflow-env block: it covers the services using it
-    covered = {svc for svc, rule in exceptions(("docker-compose.yml",)) if rule == "secret-env"}
-    assert covered == {"airflow-init", "airflow-scheduler", "airflow-webserver", "airflow-worker"}
+    # an exception in an x- anchor block covers the services that use the anchor, and only them
+    (tmp_path / "c.yml").write_text(
+        "x-env: &env\n"
+        "  # fxstack-policy: allow secret-env because the token is the user's own\n"
+        "  TOKEN: x\n"
+        "services:\n"
+        "  a:\n    environment: *env\n"
+        "  b:\n    image: x\n")
+    assert exceptions(("c.yml",), tmp_path) == {("a", "secret-env"): "c.yml:2"}
+    # no stack we ship needs one
+    shipped = tuple(sorted({f for files, _, _ in CONFIGS.values() for f in files}))
+    assert exceptions(shipped) == {}
     m = EXCEPTION.search("    # fxstack-policy: allow memory")
     assert m and not m.group(2)
 

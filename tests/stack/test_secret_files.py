@@ -30,7 +30,11 @@ def test_secret_files_hold_bare_values_and_urls_without_a_newline():
     values = generated_values()
     files = secret_files(values)
     for name, content in files.items():
-        assert content and not content.endswith(b"\n") or name == "redis_users_acl", name
+        assert content and not content.endswith(b"\n") or name in ("redis_users_acl", "oanda_api_token"), name
+    # the user's optional OANDA token: the value when set, a bare newline (Swarm refuses an empty
+    # secret; the pipeline strips it to "not set") when not
+    assert files["oanda_api_token"] == b"\n"
+    assert secret_files({**values, "OANDA_API_TOKEN": "t0k"}, ["oanda_api_token"]) == {"oanda_api_token": b"t0k"}
     assert files["postgres_password"].decode() == values["POSTGRES_PASSWORD"]
     assert files["airflow_sql_alchemy_conn"].decode() == (
         f"postgresql+psycopg2://airflow:{values['AIRFLOW_DB_PASSWORD']}@postgres:5432/airflow")

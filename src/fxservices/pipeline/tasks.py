@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from fxservices.common.config import FxSettings, env_str
+from fxservices.common.config import FxSettings, env_secret, env_str
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +14,7 @@ def ingest_task(**_context) -> list[dict]:
     from fxservices.pipeline.ingest import ingest
 
     s = FxSettings.from_env()
-    token = env_str("OANDA_API_TOKEN", "")
+    token = env_secret("OANDA_API_TOKEN", "")
     results = ingest(s.pairs, s.data_dir, oanda_token=token or None,
                      oanda_env=env_str("OANDA_ENV", "practice"))
     return [asdict(r) for r in results]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..envfile import new_fernet_key, redis_acl
+from ..envfile import new_fernet_key, optional, redis_acl
 from . import fx_e2e, fx_ready
 from .model import NO_LOGIN, DataVolume, StackDef, Url, Variant, frozen_map
 
@@ -77,6 +77,9 @@ SECRET_FILES = {
     "api_redis_password": lambda v: v["REDIS_API_PASSWORD"],
     # redis-exporter 1.45: REDIS_PASSWORD_FILE is a JSON map {REDIS_ADDR as written: password}
     "exporter_redis_password": lambda v: json.dumps({"redis://redis:6379": v["REDIS_EXPORTER_PASSWORD"]}),
+    # the user's own OANDA token (compose/.env or the shell), optional: without one the pipeline
+    # trains on a generated price series (fxservices.pipeline.tasks reads OANDA_API_TOKEN_FILE)
+    "oanda_api_token": optional(lambda v: v.get("OANDA_API_TOKEN", "").strip()),
     # Grafana reads GF_<SECTION>_<KEY>__FILE
     "grafana_admin_password": lambda v: v["GRAFANA_ADMIN_PASSWORD"],
 }
