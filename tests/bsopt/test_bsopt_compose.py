@@ -103,7 +103,7 @@ def test_compose_accepts_the_file_and_the_dev_override(tmp_path):
     src/bsopt read-only and reloads."""
     env = {**os.environ, "POSTGRES_IMAGE": "p:1", "REDIS_IMAGE": "r:1", "BSOPT_API_IMAGE": "a:1",
            "BSOPT_NEURAL_PRICING_IMAGE": "n:1", "BSOPT_WORKER_IMAGE": "w:1", "BSOPT_SCRAPER_IMAGE": "s:1",
-           "BSOPT_POSTGRES_PASSWORD": "x", "BSOPT_DB_PASSWORD": "y", "BSOPT_UNUSED_DB_PASSWORD": "z"}
+           "BSOPT_POSTGRES_PASSWORD": "x", "BSOPT_DB_PASSWORD": "y"}
     cmd = compose.find_compose() + ["-p", "bsopt", "--project-directory", str(REPO / "compose"),
                                     "-f", str(REPO / "compose" / "bsopt.yml"),
                                     "-f", str(REPO / "compose" / "bsopt.dev.yml"), "config", "--format", "json"]

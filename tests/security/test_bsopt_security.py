@@ -217,7 +217,7 @@ def test_postgres_refuses_clients_without_credentials_and_has_no_unused_roles(bs
     lines = out.decode().splitlines()
     assert rc == 0 and "CONNECTED" not in lines, lines
     assert "no password supplied" in lines[0] and "password authentication failed" in lines[1], lines
-    assert lines[2] == "bsopt,postgres", lines    # the FX roles the image creates are dropped by db-init
+    assert lines[2] == "bsopt,postgres", lines    # FX_PG_ROLES=bsopt: no other role
 
 
 # ------------------------------------------------------------------ kill -9, then nothing lost

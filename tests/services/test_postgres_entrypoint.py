@@ -204,6 +204,38 @@ def test_refuses_a_non_empty_directory_without_a_cluster(pg):
     assert "is not empty but holds no cluster" in log.read_text()
 
 
+def test_the_roles_are_a_parameter_and_a_changed_role_password_is_healed(pg):
+    """FX_PG_ROLES names the application's roles (bsopt's stack: `bsopt`); no other role is made,
+    and a later start with a new password for it sets that password on the kept data."""
+    env = {"POSTGRES_PASSWORD": PASSWORDS["POSTGRES_PASSWORD"], "FX_PG_ROLES": "bsopt",
+           "BSOPT_DB_PASSWORD": "b'sopt pw"}
+    proc, port, log = pg["start"](dict(env))
+    r = psql(port, "postgres", env["POSTGRES_PASSWORD"], "postgres",
+             "SELECT rolname FROM pg_roles WHERE rolcanlogin ORDER BY 1")
+    assert r.stdout.split() == ["bsopt", "postgres"], (r.stdout, r.stderr)
+    r = psql(port, "bsopt", env["BSOPT_DB_PASSWORD"], "bsopt", "SELECT current_user, current_database()")
+    assert r.returncode == 0 and r.stdout.strip() == "bsopt|bsopt", r.stderr
+    _stop(proc, pg["root"] / "data")
+
+    env["BSOPT_DB_PASSWORD"] = "a new one"
+    proc2, port2, log2 = pg["start"]({**env, "_port": port})
+    assert "passwords of postgres and bsopt set to the ones given" in log2.read_text()
+    r = psql(port2, "bsopt", "a new one", "bsopt", "SELECT 1")
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("roles, message", [
+    ("Bad-Name", "'Bad-Name' is not a plain lower-case role name"),
+    ("postgres", "'postgres' is the superuser"),
+    ("app", "APP_DB_PASSWORD is not set or empty"),
+])
+def test_a_wrong_role_list_is_refused_before_initdb(pg, roles, message):
+    proc, _, log = pg["start"]({"POSTGRES_PASSWORD": "x", "FX_PG_ROLES": roles}, wait=False)
+    assert proc.wait(60) != 0
+    assert message in log.read_text()
+    assert not (pg["root"] / "data" / "PG_VERSION").exists()
+
+
 def test_refuses_to_run_as_root(tmp_path):
     if os.getuid() != 0:
         pytest.skip("needs root to check the root refusal")

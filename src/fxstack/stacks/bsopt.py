@@ -31,9 +31,9 @@ BSOPT = StackDef(
     }),
     data=(
         # Every credential of bsopt's data is a password the services set on start: the Postgres
-        # entrypoint brings the superuser to the current secret and db-init the `bsopt` role.
+        # entrypoint brings the superuser and the `bsopt` role to the current secrets.
         DataVolume("pgdata", "bsopt's quotes, jobs and model versions",
-                   healed=("BSOPT_POSTGRES_PASSWORD", "BSOPT_DB_PASSWORD", "BSOPT_UNUSED_DB_PASSWORD")),
+                   healed=("BSOPT_POSTGRES_PASSWORD", "BSOPT_DB_PASSWORD")),
     ),
     e2e=bsopt_e2e.run,
     e2e_help="scraper -> Postgres -> worker IVs -> REST/GraphQL -> training -> neural pricing",

@@ -19,12 +19,8 @@ from typing import Callable
 from ..envfile import redis_acl
 
 SECRET_KEYS: tuple[str, ...] = (
-    "BSOPT_POSTGRES_PASSWORD",      # the `postgres` superuser (db-init creates the role below)
-    "BSOPT_DB_PASSWORD",            # the `bsopt` role the services log in as
-    # The Postgres image's entrypoint (shared with the FX stack) creates the roles `airflow` and
-    # `mlflow` on a new cluster and needs a password for each; bsopt gives them this one, tells
-    # nobody, and db-init drops the roles and their databases again.
-    "BSOPT_UNUSED_DB_PASSWORD",
+    "BSOPT_POSTGRES_PASSWORD",      # the `postgres` superuser
+    "BSOPT_DB_PASSWORD",            # the `bsopt` role the services log in as (FX_PG_ROLES=bsopt)
     "BSOPT_REDIS_API_PASSWORD",
     "BSOPT_REDIS_WORKER_PASSWORD",
     "BSOPT_REDIS_SCRAPER_PASSWORD",
@@ -62,8 +58,8 @@ def database_url(values: dict[str, str]) -> str:
 SECRET_FILES: dict[str, Callable[[dict[str, str]], str]] = {
     # the Postgres entrypoint reads POSTGRES_PASSWORD_FILE, db-init logs in with it
     "bsopt_postgres_password": lambda v: v["BSOPT_POSTGRES_PASSWORD"],
-    "bsopt_postgres_unused_password": lambda v: v["BSOPT_UNUSED_DB_PASSWORD"],
-    # db-init sets the `bsopt` role's password from this file (psql reads it, no command line)
+    # the `bsopt` role's password: the Postgres entrypoint (BSOPT_DB_PASSWORD_FILE) and db-init
+    # (psql reads it, no command line) run as the same user
     "bsopt_db_password": lambda v: v["BSOPT_DB_PASSWORD"],
     # BSOPT_DATABASE_URL_FILE of the api, the worker and the scraper (bsopt.common.settings)
     "bsopt_database_url": database_url,
