@@ -172,3 +172,19 @@ def test_published_ports_keep_clear_of_the_load_balancer():
     assert s["mlflow"]["ports"][0]["published"] == 5000
     with pytest.raises(FxError, match="not a service"):
         swarm.render(model("fx"), swarm.SwarmOptions(lb_image=LB, nfs="n:/x", publish=("nosuch",)))
+
+
+def test_swarm_tmpfs_that_compose_gives_to_the_user_is_an_anonymous_volume():
+    """Swarm's tmpfs has no owner option and takes the mode of the image's directory (root 0755
+    over /home/fxuser, seen on the cluster tier's nodes): the Airflow home becomes an anonymous
+    volume, a copy of the image's directory with its owner; /tmp stays a sized tmpfs."""
+    s = stack_file("fx")[0]["services"]["airflow-scheduler"]
+    assert {"type": "volume", "target": "/home/fxuser"} in s["volumes"]
+    assert {"type": "tmpfs", "target": "/tmp", "tmpfs": {"size": 256 << 20}} in s["volumes"]
+
+
+def test_a_host_mode_port_updates_stop_first():
+    stack, _ = swarm.render(model("fx"), swarm.SwarmOptions(lb_image=LB, nfs="n:/x", publish=("mlflow=15000",
+                                                                                            "airflow-webserver=18080")))
+    assert stack["services"]["airflow-webserver"]["deploy"]["update_config"]["order"] == "stop-first"
+    assert stack["services"]["fastapi"]["deploy"]["update_config"]["order"] == "start-first"

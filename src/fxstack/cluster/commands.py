@@ -95,10 +95,11 @@ def _deploy_swarm(args: argparse.Namespace) -> int:
         return 0
     if args.status:
         project = registry.get(args.stack).project
-        for node, tasks in sorted(swarm.tasks_per_node(project, host).items()):
-            print(f"{node}: {len(tasks)} task(s)")
-            for t in sorted(tasks):
-                print(f"  {t}")
+        lines = swarm.status_lines(project, host)
+        if lines is None:
+            raise FxError(f"no Swarm stack {project} on {host or 'this Docker'}",
+                          hint="deploy it first (`deploy swarm`), or name a manager with --host")
+        print("\n".join(lines))
         return 0
     if not args.registry:
         raise FxError("deploy swarm needs --registry REGISTRY/PREFIX (where `fxstack push` put the images)",

@@ -86,6 +86,12 @@ def _volumes(svc: Service) -> list[dict]:
     for m in svc.mounts:
         if m.kind in ("volume", "shared"):
             out.append({"type": "volume", "source": m.source, "target": m.target, "read_only": m.read_only})
+        elif m.kind == "tmpfs" and m.uid:
+            # A tmpfs Compose gives to the service's user (its home): Swarm's tmpfs has no owner
+            # option and its mode is not applied over a directory of the image (root 0755: not
+            # writable). An anonymous volume starts as a copy of the image's directory, owner
+            # included, and goes with the task's container.
+            out.append({"type": "volume", "target": m.target})
         elif m.kind == "tmpfs":
             # long form: the short `tmpfs:` list is dropped by `docker stack deploy` without a word
             out.append({"type": "tmpfs", "target": m.target, **({"tmpfs": {"size": m.size}} if m.size else {})})
@@ -167,8 +173,11 @@ def service_entry(model: StackModel, svc: Service, opts: SwarmOptions) -> dict:
     else:
         deploy["restart_policy"] = {"condition": "any", "delay": "2s", "window": "30s"}
         # stateful: stop the old task first (one task owns the volume); stateless: start the new
-        # one first, so a rolling update never leaves fewer healthy replicas than asked for
-        order = "stop-first" if svc.kind == "stateful" or svc.gpus else "start-first"
+        # one first, so a rolling update never leaves fewer healthy replicas than asked for, unless
+        # it publishes a host-mode port (the new task cannot bind the old one's port on its node,
+        # and Swarm's scheduler was seen leaving it pending)
+        host_port = "ports" in entry and opts.endpoint_mode == "dnsrr"
+        order = "stop-first" if svc.kind == "stateful" or svc.gpus or host_port else "start-first"
         deploy["update_config"] = {"parallelism": 1, "delay": "5s", "order": order,
                                    "failure_action": "rollback", "monitor": "30s"}
         deploy["rollback_config"] = {"parallelism": 1, "order": order}
@@ -381,3 +390,21 @@ def tasks_per_node(project: str, host: str | None = None) -> dict[str, list[str]
         node, name, state = (line.split("\t") + ["", ""])[:3]
         nodes.setdefault(node, []).append(f"{name} ({state})")
     return nodes
+
+
+def status_lines(project: str, host: str | None = None) -> list[str] | None:
+    """Tasks per node of the Swarm stack `project`, as lines to print; None when this Docker is
+    not a Swarm manager or no such stack is deployed (so `fxstack status` can always ask)."""
+    if shutil.which("docker") is None:
+        return None
+    info = docker("info", "--format", "{{.Swarm.ControlAvailable}}", host=host, check=False)
+    if info.returncode != 0 or info.stdout.strip() != "true":
+        return None
+    stacks = docker("stack", "ls", "--format", "{{.Name}}", host=host, check=False).stdout.split()
+    if project not in stacks:
+        return None
+    lines = [f"Swarm stack {project}:"]
+    for node, tasks in sorted(tasks_per_node(project, host).items()):
+        lines.append(f"  {node}: {len(tasks)} task(s)")
+        lines += [f"    {t}" for t in sorted(tasks)]
+    return lines

@@ -57,7 +57,13 @@ def _down(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from .lifecycle import status
 
-    rows = status(target_from_args(args))
+    from ..cluster.swarm import status_lines
+
+    target = target_from_args(args)
+    rows = status(target)
+    swarm = status_lines(target.project_name)  # the same stack deployed on a Swarm this Docker manages
+    if swarm:
+        print("\n".join(swarm))
     if args.json:
         import json
 
