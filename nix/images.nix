@@ -60,10 +60,14 @@ let
       in
       {
         name = k;
-        value = listToAttrs (map (g: { name = groupsKey g; value = python.env g; }) (lib.unique (concatMap groupChain members)));
+        value = listToAttrs (map (g: { name = groupsKey g; value = python.env g; }) (lib.unique (concatMap groupChain members)))
+          # an image with `trim` has environments of its own: the same packages, fewer files
+          // listToAttrs (concatMap (s: map (g: { name = trimKey s g; value = python.env' g s.trim; }) (groupChain s))
+            (filter (s: s.trim != null) members));
       })
     (lib.unique (map instKey pythonSpecs)));
-  envFor = spec: groups: envTable.${instKey spec}.${groupsKey groups};
+  trimKey = spec: groups: "${groupsKey groups}~${spec.name}";
+  envFor = spec: groups: envTable.${instKey spec}.${if spec.trim != null then trimKey spec groups else groupsKey groups};
 
   # --- layer 1: system ------------------------------------------------------------------
   baseline = import ./baseline.nix;

@@ -30,14 +30,7 @@ let
   pyProject =
     let p = builtins.fromTOML (builtins.readFile (src + "/pyproject.toml")); in
     p // { tool = p.tool // { poetry = removeAttrs p.tool.poetry [ "scripts" ]; }; };
-in
-{
-  inherit wheels pins;
-
-  # groups: the spec's `groups` (base image's groups first). checkGroups = [ ]: poetry2nix
-  # otherwise adds the `dev` group's packages (pytest) to every environment. Evaluating one
-  # refuses a stale lock first (pins.check).
-  env = groups:
+  mkEnv = groups: trim:
     let
       key = builtins.concatStringsSep "+" groups;
       pinned = pins.overlays key { pwd = projectDir; };
@@ -47,11 +40,26 @@ in
         poetrylock = src + "/poetry.lock";
         preferWheels = true;
         checkGroups = [ ];
-        overrides = ((poetry2nix.defaultPoetryOverrides.extend pinned.fromLock).extend
-          (import ./poetry-overrides.nix { packages = pins.packages key; })).extend pinned.onlyFollowed;
+        overrides = (((poetry2nix.defaultPoetryOverrides.extend pinned.fromLock).extend
+          (import ./poetry-overrides.nix { packages = pins.packages key; })).extend pinned.onlyFollowed
+          ).extend (if trim == null then (_: _: { }) else import ./trim.nix {
+            inherit trim;
+            profile = if trim.profile == "" then null else src + "/${trim.profile}";
+            packages = pins.packages key;
+          });
       });
     in
     packages.python.withPackages (_: packages.poetryPackages);
+in
+{
+  inherit wheels pins;
+
+  # groups: the spec's `groups` (base image's groups first). checkGroups = [ ]: poetry2nix
+  # otherwise adds the `dev` group's packages (pytest) to every environment. Evaluating one
+  # refuses a stale lock first (pins.check). `trim`: an image spec's trim rules, applied to
+  # every package of the environment (./trim.nix), or null.
+  env = groups: mkEnv groups null;
+  env' = mkEnv;
 
   key = groups: builtins.concatStringsSep "+" groups;
 }

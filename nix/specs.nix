@@ -15,7 +15,7 @@ let
   # The fields the Python loader knows (specs.FIELDS); anything else is a typo in a spec.
   fields = [
     "name" "description" "kind" "deploy" "gpu" "portable" "portable_reason" "base" "groups"
-    "app" "user" "uid" "workdir" "entrypoint" "cmd" "ports" "volumes" "env" "labels" "packages"
+    "app" "user" "uid" "workdir" "entrypoint" "cmd" "ports" "volumes" "env" "labels" "packages" "trim"
   ];
   required = [ "name" "description" "kind" ];
   # Fields an image inherits from its `base` when it does not set them (specs.INHERITED).
@@ -86,6 +86,13 @@ let
       env = (if base != null then base.env else { }) // (raw.env or { });
       labels = (if base != null then base.labels else { }) // (raw.labels or { });
       inherit packages;
+      # specs._normal_trim: defaults filled in; not inherited from `base`
+      trim =
+        if !(raw ? trim) then null
+        else {
+          profile = raw.trim.profile or "";
+          drop = map (d: { inherit (d) files reason; unless_imported = d.unless_imported or false; }) (raw.trim.drop or [ ]);
+        };
     };
 
   specs = listToAttrs (map (name: { inherit name; value = resolve [ ] name; }) (attrNames raws));

@@ -20,13 +20,14 @@ UNIVERSES = ("debian", "nixpkgs")
 _STR, _BOOL, _INT = "a string", "true or false", "an integer"
 _STRLIST, _INTLIST, _STRMAP = "a list of strings", "a list of integers", "a table of strings"
 _APPLIST, _PKGS = "a list of { src, dest } tables", "a table with `debian` and/or `nixpkgs` lists"
+_TRIM = "a table { profile = \"<file>\", drop = [{ files = [...], reason = \"...\", unless_imported = true|false }] }"
 
 FIELDS: dict[str, str] = {
     "name": _STR, "description": _STR, "kind": _STR, "deploy": _BOOL, "gpu": _BOOL,
     "portable": _BOOL, "portable_reason": _STR, "base": _STR, "groups": _STRLIST,
     "app": _APPLIST, "user": _STR, "uid": _INT, "workdir": _STR, "entrypoint": _STRLIST,
     "cmd": _STRLIST, "ports": _INTLIST, "volumes": _STRLIST, "env": _STRMAP,
-    "labels": _STRMAP, "packages": _PKGS,
+    "labels": _STRMAP, "packages": _PKGS, "trim": _TRIM,
 }
 REQUIRED = ("name", "description", "kind")
 # Fields a Python image may inherit from its `base` image.
@@ -64,6 +65,9 @@ class ImageSpec:
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     packages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Files of the installed Python packages this image never reads (fxstack.image.trim);
+    # None: every file as installed. Not inherited from `base`.
+    trim: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The comparison form shared with nix/specs.nix: plain lists and maps, no paths."""
@@ -78,6 +82,7 @@ class ImageSpec:
             "ports": list(self.ports), "volumes": list(self.volumes),
             "env": dict(sorted(self.env.items())), "labels": dict(sorted(self.labels.items())),
             "packages": {u: list(self.packages.get(u, ())) for u in UNIVERSES},
+            "trim": self.trim,
         }
 
 
@@ -96,6 +101,13 @@ def _check_type(where: str, key: str, value: Any) -> None:
                 and all(isinstance(y, str) for y in x.values()) for x in v),
         _PKGS: lambda v: isinstance(v, dict) and set(v) <= set(UNIVERSES)
         and all(isinstance(x, list) and all(isinstance(y, str) for y in x) for x in v.values()),
+        _TRIM: lambda v: isinstance(v, dict) and set(v) <= {"profile", "drop"}
+        and isinstance(v.get("profile", ""), str) and isinstance(v.get("drop", []), list)
+        and all(isinstance(d, dict) and set(d) <= {"files", "reason", "unless_imported"}
+                and isinstance(d.get("files"), list) and d["files"]
+                and all(isinstance(f, str) and f for f in d["files"])
+                and isinstance(d.get("reason"), str) and d["reason"].strip()
+                and isinstance(d.get("unless_imported", False), bool) for d in v.get("drop", [])),
     }[kind]
     if not ok(value):
         raise FxError(f"field `{key}` must be {kind}, got {value!r}", where=where,
@@ -162,6 +174,16 @@ def _validate_own(path: Path, raw: dict[str, Any], groups: set[str], root: Path)
             fail("app", f"app src `{src}` does not exist", "create it or fix the path")
         if not dest.startswith("/"):
             fail("app", f"app dest `{dest}` must be an absolute path")
+    if "trim" in raw:
+        trim = raw["trim"]
+        if raw["kind"] != "python":
+            fail("trim", "only a Python image's packages can be trimmed")
+        profile = trim.get("profile", "")
+        if profile and not (root / profile).is_file():
+            fail("trim", f"import profile `{profile}` does not exist",
+                 "`.venv/bin/python tools/import_profile.py` writes it from the running service")
+        if any(d.get("unless_imported") for d in trim.get("drop", [])) and not profile:
+            fail("trim", "`unless_imported` needs `profile`, the modules the service imports")
 
 
 def poetry_groups(root: Path) -> set[str]:
@@ -196,7 +218,15 @@ def _resolve(raw: dict[str, Any], base: ImageSpec | None, path: Path) -> ImageSp
         env={**(base.env if base else {}), **raw.get("env", {})},
         labels={**(base.labels if base else {}), **raw.get("labels", {})},
         packages={u: tuple(v) for u, v in packages.items() if v},
+        trim=_normal_trim(raw["trim"]) if "trim" in raw else None,
     )
+
+
+def _normal_trim(trim: dict[str, Any]) -> dict[str, Any]:
+    """Defaults filled in, the form nix/specs.nix gives too."""
+    return {"profile": trim.get("profile", ""),
+            "drop": [{"files": list(d["files"]), "reason": d["reason"],
+                      "unless_imported": d.get("unless_imported", False)} for d in trim.get("drop", [])]}
 
 
 def load_specs(root: Path, images_dir: Path | None = None) -> dict[str, ImageSpec]:

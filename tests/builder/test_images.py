@@ -160,6 +160,51 @@ def test_stripped_extension_modules_all_load(cpu_images, docker_client, name, at
     assert not list(tree.rglob("*.pyx")) and not list(tree.rglob("*.c"))
 
 
+# fx-fastapi's `trim` (images/fx-fastapi.toml): every module its service imports (the import
+# profile) still imports in the built image, and what the rules drop is gone.
+IMPORT_PROFILE = r"""
+import importlib, os, re, sys
+paths = sys.argv[1].split()
+failed = []
+for p in paths:
+    mod = re.sub(r"(/__init__)?(\.py|\.cpython-311-x86_64-linux-gnu\.so|\.abi3\.so)$", "", p).replace("/", ".")
+    if not all(part.isidentifier() for part in mod.split(".")):
+        continue
+    try:
+        importlib.import_module(mod)
+    except Exception as exc:
+        failed.append(f"{mod}: {type(exc).__name__}: {exc}")
+try:
+    import pyarrow.flight
+    flight = "imports"
+except ImportError:
+    flight = "gone"
+site = "/usr/local/lib/python3.11/dist-packages"
+print("imported", len(paths) - len(failed), "flight", flight)
+print("present", [f for f in ("pyarrow/libarrow_flight.so.1700", "feast/ui/build", "mlflow/pypi_package_index.json",
+                              "pandas/io/__pycache__/clipboards.cpython-311.pyc")
+                  if os.path.exists(f"{site}/{f}")])
+print("kept", os.path.exists(f"{site}/pandas/core/__pycache__/frame.cpython-311.pyc"))
+print("failed", failed)
+"""
+
+
+def test_fx_fastapi_is_trimmed_and_imports_what_its_service_imports(cpu_images, docker_client):
+    from fxstack.image.trim import read_profile
+
+    _, images = cpu_images
+    api = images["fx-fastapi"]
+    assert api.size <= 450e6, f"fx-fastapi is {api.size / 1e6:.1f} MB (issue 18: at most 450 MB)"
+    profile = sorted(read_profile(ROOT / "images/profiles/fx-fastapi.imports"))
+    out = run(docker_client, api.ref, ["python3", "-c", IMPORT_PROFILE, " ".join(profile)],
+              environment={"FEAST_USAGE": "False"}, working_dir="/app")
+    lines = out.strip().splitlines()
+    assert lines[-1] == "failed []", lines[-1][:3000]
+    assert lines[-4].startswith("imported ") and int(lines[-4].split()[1]) > 2000, lines[-4]
+    assert lines[-4].endswith("flight gone") and lines[-3] == "present []", lines[-4:]
+    assert lines[-2] == "kept True"
+
+
 def test_airflow_images_share_every_layer(cpu_images):
     builder, images = cpu_images
     layers = {n: [l.digest for l in images[n].layers] for n in
@@ -172,10 +217,14 @@ def test_airflow_images_share_every_layer(cpu_images):
 
 def test_python_images_share_rootfs_and_base_layers(cpu_images):
     _, images = cpu_images
-    api, worker, base = (images[n].layers for n in ("fx-fastapi", "fx-airflow-worker", "fx-base"))
+    api, worker, base, mlflow = (images[n].layers for n in ("fx-fastapi", "fx-airflow-worker", "fx-base",
+                                                            "fx-mlflow"))
     assert api[0].digest == worker[0].digest == base[0].digest      # one Debian root filesystem
-    shared = {l.digest for l in api} & {l.digest for l in worker}
+    shared = {l.digest for l in mlflow} & {l.digest for l in worker}
     assert len(shared) >= 3                                          # rootfs + shared package layers
+    # fx-fastapi is trimmed (its spec's `trim`): the same packages per layer as the shared
+    # layers, fewer files, so only the layers its rules leave whole are shared
+    assert all(l.comment.endswith("(trimmed)") for l in api if l.comment.startswith("packages:"))
 
 
 def test_noop_rebuild_reuses_every_layer(cpu_images):

@@ -108,6 +108,7 @@ MUTATIONS = {
     "env": ("redis", _set("env", {"REDIS_EXTRA": "1"})),
     "labels": ("redis", _set("labels", {"org.opencontainers.image.title": "redis", "x": "y"})),
     "packages": ("redis", lambda raw: raw["packages"]["nixpkgs"].append("jq")),
+    "trim": ("fx-fastapi", lambda raw: raw["trim"]["drop"].pop()),
 }
 
 

@@ -20,6 +20,7 @@ from .layers import group_by_users, layers_for
 from .settings import BUILDER_VERSION, MAX_LAYERS, TREE_VERSION
 from .store import BlobStore, KeyedCache, inputs_key, state_lock
 from .tarball import Entry, merge_entries, tree_entries, write_tar
+from .trim import Trim
 from .wheels import DistCache, build_pure_wheel, install_tree, tree_key
 
 if TYPE_CHECKING:  # parsing the lock (and importing `packaging` for it) waits until a build needs it
@@ -142,17 +143,22 @@ class Builder:
             return path
         return build_pure_wheel(path, f, self.sdist_wheels, self.log)
 
+    def _trim(self, spec: ImageSpec) -> Trim | None:
+        return Trim.from_spec(spec.trim, self.root)
+
     def _plan_key(self, name: str) -> str:
         """What decides an image's package layers: the exact bytes of poetry.lock and
-        pyproject.toml, every Python image's groups (the layer classes span them all) and how
-        layers are made. The lock passed its consistency checks when the entry was written."""
+        pyproject.toml, every Python image's groups (the layer classes span them all), how
+        layers are made, and the image's trim rules and import profile. The lock passed its
+        consistency checks when the entry was written."""
         if self._plan_inputs is None:
             groups = sorted((s.name, list(s.groups)) for s in self.specs.values()
                             if s.kind == "python" and s.portable)
             self._plan_inputs = inputs_key(
                 BUILDER_VERSION, TREE_VERSION, MAX_LAYERS, self.compile_bytecode,
                 sys.version_info[:2] if self.compile_bytecode else None, groups, self._sources)
-        return inputs_key("plan", name, self._plan_inputs)
+        trim = self._trim(self.specs[name])
+        return inputs_key("plan", name, self._plan_inputs, *([trim.key] if trim else []))
 
     def _cached_plan(self, chosen: list[ImageSpec]) -> dict[str, list[oci.Layer]] | None:
         """The package layers of every chosen Python image, when a build from the same lock
@@ -167,11 +173,16 @@ class Builder:
             plan[spec.name] = [oci.Layer(l["digest"], l["size"], l["comment"]) for l in hit["layers"]]
         return plan
 
-    def _package_layer(self, files: list[LockedFile]) -> tuple[oci.Layer, bool]:
+    def _package_layer(self, files: list[LockedFile], trim: Trim | None = None) -> tuple[oci.Layer, bool]:
+        """One layer of installed packages; with `trim`, the same packages less the files it
+        drops (a layer of the trimmed image only)."""
         key = inputs_key("packages", BUILDER_VERSION, TREE_VERSION, self.compile_bytecode,
                          sys.version_info[:2] if self.compile_bytecode else None,
-                         [(f.name, f.version, f.sha256) for f in files])
+                         [(f.name, f.version, f.sha256) for f in files],
+                         *([trim.key] if trim else []))
         names = ", ".join(f.name for f in files[:4]) + (f" +{len(files) - 4}" if len(files) > 4 else "")
+        if trim:
+            names += " (trimmed)"
         hit = self.layer_cache.get(key)
         if hit and self.store.has(hit["digest"]):
             return oci.Layer(hit["digest"], hit["size"], f"packages: {names}"), True
@@ -180,7 +191,8 @@ class Builder:
             wheel = self._wheel_for(f)
             trees.append(install_tree(wheel, tree_key(f, wheel, self.compile_bytecode), self.trees,
                                       compile_bytecode=self.compile_bytecode))
-        entries = merge_entries(tree_entries(t, "", skip=None)[1:] for t in trees)
+        entries = merge_entries(tree_entries(t, "", skip=trim.skipper(t) if trim else None)[1:]
+                                for t in trees)
         with self.store.writer() as w:
             write_tar(entries, w)
         self.layer_cache.put(key, {"digest": w.digest, "size": w.size})
@@ -236,8 +248,9 @@ class Builder:
                 cached = len(plan[spec.name])
             elif spec.kind == "python":
                 packages = []
+                trim = self._trim(spec)
                 for files in layers_for(spec.name, classes):
-                    layer, hit = self._package_layer(files)
+                    layer, hit = self._package_layer(files, trim)
                     packages.append(layer)
                     cached += hit
                 self.plan_cache.put(self._plan_key(spec.name), {"layers": [
