@@ -4,7 +4,8 @@
 #   ./fx check         the default test suite (unit + integration; not slow, not gpu, not cluster)
 #   ./fx check-cluster   a real three-node Docker Swarm on this machine (tests/cluster)
 #   ./fx check-nix-real  the flake with the real nix2container/poetry2nix (after ./fx nix-seed DIR...)
-#   ./fx bench | bench-stack | bench-bsopt   the benchmarks (builder vs Dockerfiles; the running stack; bsopt)
+#   ./fx bench | bench-stack | bench-bsopt | bench-cluster   the benchmarks (builder vs Dockerfiles; the
+#                      running stack; bsopt; the FX stack on a three-node Swarm)
 #   ./fx host-packages [--update]   the host's Debian packages against requirements/debian-host.lock
 #   ./fx <anything>    any other fxstack command (build, load, status, logs, down, test, specs ...)
 set -euo pipefail
@@ -26,5 +27,6 @@ case "${1:-}" in
   bench) shift; exec "$root/.venv/bin/python" "$root/bench/bench.py" "$@" ;;
   bench-stack) shift; exec "$root/.venv/bin/python" "$root/bench/stack_bench.py" "$@" ;;
   bench-bsopt) shift; exec "$root/.venv/bin/python" "$root/bench/bsopt_bench.py" "$@" ;;
+  bench-cluster) shift; exec "$root/.venv/bin/python" "$root/bench/cluster_bench.py" "$@" ;;
   *) exec "$root/.venv/bin/fxstack" "$@" ;;
 esac

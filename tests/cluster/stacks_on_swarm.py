@@ -368,7 +368,9 @@ def remove(stack: str) -> dict:
     return {"removed_s": round(time.monotonic() - t, 1)}
 
 
-def run_stack(stack: str, state: dict) -> dict:
+def run_stack(stack: str, state: dict, extra=None) -> dict:
+    """The whole run of one stack; `extra(stack, state, result)` runs before the stack goes (the
+    benchmark's latency figures)."""
     result: dict = {"deploy": deploy(stack, state)}
     result["e2e"] = e2e(stack)
     result["node_loss"] = node_loss(stack, state)
@@ -377,6 +379,8 @@ def run_stack(stack: str, state: dict) -> dict:
         result["history"] = history_kept(stack, result["e2e"]["result"])
         result["rolling_update"] = rolling_update(stack, state)
     restore_link(state)
+    if extra is not None:
+        result["extra"] = extra(stack, state, result)
     result["removed"] = remove(stack)
     loss = result["node_loss"]["client"]
     line = (f"cluster {stack}: 3 nodes, end to end passed, node loss {loss['failed']} failed requests in "
@@ -387,12 +391,12 @@ def run_stack(stack: str, state: dict) -> dict:
     return result
 
 
-def main(stacks: list[str], out_json: str | None = None) -> dict:
+def main(stacks: list[str], out_json: str | None = None, extra=None) -> dict:
     results: dict = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
         state = cluster_up()
         for stack in stacks:
-            results[stack] = run_stack(stack, state)
+            results[stack] = run_stack(stack, state, extra)
         return results
     finally:
         nodes.cleanup()

@@ -57,7 +57,7 @@ def _down(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from .lifecycle import status
 
-    from ..cluster.swarm import status_lines
+    from .swarm_tasks import status_lines
 
     target = target_from_args(args)
     rows = status(target)
