@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -331,14 +332,16 @@ def rolling_update(stack: str, state: dict) -> dict:
     script = work / "predict.lua"
     script.write_text('wrk.method = "POST"\nwrk.body = \'{"pair": "EUR_USD"}\'\n'
                       'wrk.headers["Content-Type"] = "application/json"\n')
-    wrk = subprocess.Popen(["wrk", "-t2", "-c10", "-d60s", "-s", str(script), url],
+    # wrk runs until the update has converged (SIGINT: it stops and prints its totals)
+    wrk = subprocess.Popen(["wrk", "-t2", "-c10", "-d600s", "-s", str(script), url],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(3)
     t = time.monotonic()
     swarm.docker("service", "update", "--detach=false", "--image", ref, f"{project(stack)}_fastapi", host=manager())
     update_s = round(time.monotonic() - t, 1)
-    wrk.terminate() if wrk.poll() is None and time.monotonic() - t > 60 else None
-    text = wrk.communicate(timeout=120)[0]
+    time.sleep(3)
+    wrk.send_signal(signal.SIGINT)
+    text = wrk.communicate(timeout=60)[0]
     non2xx = int(m[1]) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text)) else 0
     errors = sum(int(x) for x in m.groups()) if (m := re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)) else 0
