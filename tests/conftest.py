@@ -1,7 +1,8 @@
 """Fixtures shared by every tier: the Docker daemon and the CPU images built by fxstack.
 
 The tiers' own rules (a tier per test, no server in a unit test, no skip under `./fx check`,
-the per-tier summary) are in tier_rules.py; importing its hooks here registers them."""
+the per-tier summary, the unit tier first) are in tier_rules.py; importing its hooks here registers
+them. The images build beside the unit tier (prebuild.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,27 @@ import os
 import sys
 import time
 
+import prebuild
 import pytest
 from tier_rules import (  # noqa: F401
-    _unit_tests_start_no_server, pytest_collection_modifyitems, pytest_collectreport,
-    pytest_runtest_logreport, pytest_runtest_makereport, pytest_terminal_summary)
+    _unit_tests_start_no_server, markers, pytest_collection_modifyitems, pytest_collectreport,
+    pytest_runtest_logreport, pytest_runtest_makereport, pytest_terminal_summary, tier_of)
+
+
+def pytest_collection_finish(session):
+    if not session.config.option.collectonly and prebuild.wanted(session.items, lambda i: tier_of(markers(i))):
+        from fxstack.paths import state_dir
+
+        prebuild.start(state_dir())
+
+
+def pytest_runtest_setup(item):
+    if tier_of(markers(item)) != "unit":
+        prebuild.wait()
+
+
+def pytest_sessionfinish(session):
+    prebuild.stop()
 
 
 def docker_or_skip():

@@ -45,6 +45,9 @@ def pytest_collection_modifyitems(config, items):
     if untiered:
         raise pytest.UsageError("tests without a tier marker (unit, integration, security, contract, slow, gpu, "
                                 "nixreal, cluster): " + ", ".join(untiered[:10]))
+    # The unit tier first (in collection order, as every tier): it needs no image, so it runs while
+    # the images build beside it (prebuild.py) instead of after them.
+    items.sort(key=lambda item: _TIER_BY_NODE[item.nodeid] != "unit")
 
 
 @pytest.fixture(autouse=True)

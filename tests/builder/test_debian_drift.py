@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from fxstack.errors import FxError
-from fxstack.image.apt_mirror import HOST_SOURCES
+from fxstack.image.apt_mirror import HOST_SOURCES, configured_sources, state_dir_for
+from fxstack.image.builder import cache_dir
 from fxstack.image.deb_cache import DebCache
 from fxstack.image.debian import RootfsBuilder, RootfsRecipe
 from fxstack.image.debian_lock import DebianLock, LockedDeb
 from fxstack.image.store import BlobStore, KeyedCache
+from fxstack.paths import state_dir
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +34,24 @@ BUMP = "+fxtest1"
 def work(tmp_path_factory):
     if shutil.which("mmdebstrap") is None:
         pytest.fail("mmdebstrap is not installed: scripts/bootstrap.sh installs it")
-    return tmp_path_factory.mktemp("drift")
+    work = tmp_path_factory.mktemp("drift")
+    seed_index(work, configured_sources()[0], configured_sources()[0])
+    return work
+
+
+def seed_index(work: Path, built_with: str, sources: str) -> None:
+    """The mirror's index as this run's image builds fetched it (from `built_with`, one download
+    per run), as the start of the index for `sources` here: apt then only asks the mirror whether
+    its files changed (and reads the local repository in full). Without one (these tests alone on
+    a new machine) apt downloads the index as it would anyway."""
+    session = state_dir_for(cache_dir(state_dir()), built_with) / "lists"
+    lists = state_dir_for(work / "apt", sources) / "lists"
+    if not session.is_dir() or (lists.is_dir() and any(lists.glob("*InRelease"))):
+        return
+    lists.mkdir(parents=True, exist_ok=True)
+    for entry in session.iterdir():
+        if entry.is_file() and entry.name != "lock":
+            shutil.copy2(entry, lists / entry.name)
 
 
 def builder(work: Path, lock: Path, cache: str, logs: list[str], **kw) -> RootfsBuilder:
@@ -85,7 +104,9 @@ def layered(work, monkeypatch):
     sources = work / "layered.sources"
     sources.write_text(HOST_SOURCES.read_text().rstrip() + "\n\n"
                        f"Types: deb\nURIs: copy://{repo}\nSuites: ./\nTrusted: yes\n")
+    built_with = configured_sources()[0]
     monkeypatch.setenv("FXSTACK_DEBIAN_MIRROR", str(sources))
+    seed_index(work, built_with, configured_sources()[0])
     monkeypatch.setenv("FXSTACK_DEBIAN_INDEX_TTL", "0")
     return repo
 

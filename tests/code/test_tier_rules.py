@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import prebuild
 import pytest
 
 pytestmark = pytest.mark.unit
@@ -45,6 +46,42 @@ def test_a_skip_is_a_skip_outside_check_and_a_failure_under_it(tmp_path):
     assert strict.returncode == 1, strict.stdout
     assert "integration: 1 passed, 1 failed" in strict.stdout
     assert "a prerequisite is missing" in strict.stdout
+
+
+ORDER = """
+import pytest
+@pytest.mark.integration
+def test_collected_first():
+    open("order", "a").write("integration\\n")
+@pytest.mark.unit
+def test_collected_second():
+    open("order", "a").write("unit\\n")
+"""
+
+
+def test_the_unit_tier_runs_first(tmp_path):
+    """Before any other tier, which may wait for the images that build beside it (prebuild.py)."""
+    out = run_pytest(tmp_path, ORDER, strict=False)
+    assert out.returncode == 0, out.stdout
+    assert (tmp_path / "order").read_text() == "unit\nintegration\n"
+
+
+def test_the_build_beside_the_unit_tier_starts_only_where_it_overlaps_them(monkeypatch):
+    class Item:
+        def __init__(self, tier, *fixtures):
+            self.tier, self.fixturenames = tier, fixtures
+
+    def tier(item):
+        return item.tier
+
+    monkeypatch.delenv("FXSTACK_TEST_NO_BUILD", raising=False)
+    unit, stack = Item("unit"), Item("integration", "stack")
+    assert prebuild.wanted([unit, stack], tier)
+    assert prebuild.wanted([unit, Item("security", "docker_client")], tier)
+    assert not prebuild.wanted([stack], tier)                              # nothing to overlap
+    assert not prebuild.wanted([unit, Item("integration", "tmp_path")], tier)   # no image needed
+    monkeypatch.setenv("FXSTACK_TEST_NO_BUILD", "1")
+    assert not prebuild.wanted([unit, stack], tier)
 
 
 def test_a_test_without_a_tier_is_refused(tmp_path):

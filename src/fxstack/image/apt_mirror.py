@@ -65,11 +65,16 @@ def configured_sources(snapshot: str = "") -> tuple[str, str]:
                   hint="configure apt for Debian 12, or set FXSTACK_DEBIAN_MIRROR to apt source lines")
 
 
+def state_dir_for(cache_root: Path, sources: str) -> Path:
+    """Where apt keeps its state (the index too) for `sources` under `cache_root`."""
+    return cache_root / "apt" / hashlib.sha256(sources.encode()).hexdigest()[:16]
+
+
 class AptMirror:
     """apt over one set of sources, with its state in `cache_root/apt/<hash of the sources>`."""
 
     def __init__(self, cache_root: Path, sources: str, suffix: str, log: Callable[[str], None]):
-        self.dir = cache_root / "apt" / hashlib.sha256(sources.encode()).hexdigest()[:16]
+        self.dir = state_dir_for(cache_root, sources)
         self.log = log
         self.sources_file = self.dir / "etc" / f"mirror{suffix}"
         for sub in ("etc", "lists/partial", "archives/partial"):
