@@ -83,7 +83,7 @@ def _wait(check, timeout: float, what: str) -> None:
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def start(count: int = 3, insecure_registry: str | None = None) -> list[Node]:
+def start(count: int = 3, insecure_registry: str | None = None, seccomp_profile: str | None = None) -> list[Node]:
     if (BASE / "made.json").exists():
         cleanup()
     made = Made()
@@ -112,6 +112,9 @@ def start(count: int = 3, insecure_registry: str | None = None) -> list[Node]:
         daemon = {"no-new-privileges": True, "log-level": "warn"}
         if insecure_registry:
             daemon["insecure-registries"] = [insecure_registry]
+        if seccomp_profile:
+            # the default profile of every container on the node (a service has no seccomp field)
+            daemon["seccomp-profile"] = seccomp_profile
         (etc / "daemon.json").write_text(json.dumps(daemon))
         log = open(node.dir / "dockerd.log", "ab")
         script = (f"hostname {node.name} && mount --bind {etc} /etc/docker && exec dockerd "

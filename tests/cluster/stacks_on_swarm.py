@@ -83,7 +83,10 @@ def cluster_up() -> dict:
     """Nodes, registry, Swarm (no stack yet)."""
     port = free_port()
     t0 = time.monotonic()
-    ns = nodes.start(3, insecure_registry=f"{nodes.NET}.1:{port}")
+    # bsopt's scraper keeps Chromium's sandbox under compose/seccomp/chromium.json (Docker's
+    # default profile plus the namespace calls): on Swarm that is the nodes' own default profile
+    ns = nodes.start(3, insecure_registry=f"{nodes.NET}.1:{port}",
+                     seccomp_profile=str(repo_root() / "compose" / "seccomp" / "chromium.json"))
     start_registry(port)
     nodes.form_swarm(ns)
     state = {"registry": f"{nodes.NET}.1:{port}/fx", "nodes_s": round(time.monotonic() - t0, 1)}
@@ -202,8 +205,8 @@ def e2e(stack: str) -> dict:
 def _request(stack: str, session: requests.Session, url: str) -> requests.Response:
     if stack == "fx":
         return session.post(f"{url}/predict", json={"pair": "EUR_USD"}, timeout=(0.3, 5))
-    return session.post(f"{url}/price", json={"spot": 100, "strike": 100, "maturity": 1, "rate": 0.01,
-                                               "volatility": 0.2, "option_type": "call"}, timeout=(0.3, 5))
+    return session.post(f"{url}/price", json={"spot": 100, "strike": 105, "years": 0.5, "rate": 0.03,
+                                               "volatility": 0.25, "type": "call"}, timeout=(0.3, 5))
 
 
 def client_loop(stack: str, entries: list[str], stop: threading.Event, rate: float = 20) -> dict:
