@@ -2,7 +2,7 @@
 
 The tiers' own rules (a tier per test, no server in a unit test, no skip under `./fx check`,
 the per-tier summary, the unit tier first) are in tier_rules.py; importing its hooks here registers
-them. The images build beside the unit tier (prebuild.py)."""
+them. The images build beside the tests that need none, which run first (prebuild.py)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,20 @@ from tier_rules import (  # noqa: F401
     pytest_runtest_logreport, pytest_runtest_makereport, pytest_terminal_summary, tier_of)
 
 
+@pytest.hookimpl(specname="pytest_collection_modifyitems", trylast=True)
+def pytest_collection_modifyitems_images_last(items):
+    prebuild.order(items, lambda item: tier_of(markers(item)))
+
+
 def pytest_collection_finish(session):
-    if not session.config.option.collectonly and prebuild.wanted(session.items, lambda i: tier_of(markers(i))):
+    if not session.config.option.collectonly and prebuild.wanted(session.items):
         from fxstack.paths import state_dir
 
         prebuild.start(state_dir())
 
 
 def pytest_runtest_setup(item):
-    if tier_of(markers(item)) != "unit":
+    if prebuild.needs_images(item):
         prebuild.wait()
 
 

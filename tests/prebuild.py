@@ -1,12 +1,14 @@
-"""The images' build beside the unit tier.
+"""The images' build beside the tests that need no image.
 
 On a new machine the first test that needs an image builds every CPU image from nothing
-(downloads, root filesystems, layers): minutes of mostly network and one core. The unit tier
-needs no image and keeps the other core busy, so the run starts that build in a subprocess as
-soon as the tests are collected, runs the unit tier meanwhile (tier_rules orders it first), and
-holds the first test of any other tier until the build has finished. The build is the builder's
-own (`Builder().build()` into the usual state), so the fixtures that build afterwards find every
-layer cached; if it fails, those fixtures build again and report the error where it belongs.
+(downloads, root filesystems, layers): minutes of mostly network and one core. The unit tier and
+the integration tests that need no image (the Debian drift and reproducibility builds, the
+services on local processes, the contract tier) keep the other core busy, so the run starts that
+build in a subprocess as soon as the tests are collected, runs those tests first (unit tier
+first, then the rest, each in collection order) and holds the first test that needs an image
+until the build has finished. The build is the builder's own (`Builder().build()` into the usual
+state), so the fixtures that build afterwards find every layer cached; if it fails, those fixtures
+build again and report the error where it belongs.
 """
 
 from __future__ import annotations
@@ -26,14 +28,23 @@ _started = 0.0
 _log: Path | None = None
 
 
-def wanted(items, tier_of) -> bool:
-    """Only where it overlaps something: unit tests to run beside it and a later test that
-    needs the images. FXSTACK_TEST_NO_BUILD=1 (tests against images already loaded) opts out."""
+def needs_images(item) -> bool:
+    return bool(NEEDS_IMAGES & set(getattr(item, "fixturenames", ())))
+
+
+def order(items, tier_of) -> None:
+    """The unit tier, then the other tests that need no image, then those that do (a stable
+    sort: collection order within each group)."""
+    items.sort(key=lambda item: (tier_of(item) != "unit", needs_images(item)))
+
+
+def wanted(items) -> bool:
+    """Only where it overlaps something: tests that need no image to run beside it and a later
+    test that needs the images. FXSTACK_TEST_NO_BUILD=1 (images already loaded) opts out."""
     if os.environ.get("FXSTACK_TEST_NO_BUILD") == "1":
         return False
-    tiers = [tier_of(item) for item in items]
-    return "unit" in tiers and any(t != "unit" and NEEDS_IMAGES & set(getattr(item, "fixturenames", ()))
-                                   for item, t in zip(items, tiers))
+    needs = [needs_images(item) for item in items]
+    return any(needs) and not all(needs)
 
 
 def start(log_dir: Path) -> None:

@@ -66,22 +66,27 @@ def test_the_unit_tier_runs_first(tmp_path):
     assert (tmp_path / "order").read_text() == "unit\nintegration\n"
 
 
-def test_the_build_beside_the_unit_tier_starts_only_where_it_overlaps_them(monkeypatch):
-    class Item:
-        def __init__(self, tier, *fixtures):
-            self.tier, self.fixturenames = tier, fixtures
+class Item:
+    def __init__(self, tier, *fixtures):
+        self.tier, self.fixturenames = tier, fixtures
 
-    def tier(item):
-        return item.tier
 
+def test_the_build_beside_the_tests_starts_only_where_it_overlaps_them(monkeypatch):
     monkeypatch.delenv("FXSTACK_TEST_NO_BUILD", raising=False)
-    unit, stack = Item("unit"), Item("integration", "stack")
-    assert prebuild.wanted([unit, stack], tier)
-    assert prebuild.wanted([unit, Item("security", "docker_client")], tier)
-    assert not prebuild.wanted([stack], tier)                              # nothing to overlap
-    assert not prebuild.wanted([unit, Item("integration", "tmp_path")], tier)   # no image needed
+    unit, stack, local = Item("unit"), Item("integration", "stack"), Item("integration", "tmp_path")
+    assert prebuild.wanted([unit, stack]) and prebuild.wanted([local, Item("security", "docker_client")])
+    assert not prebuild.wanted([stack])                 # nothing to run beside it
+    assert not prebuild.wanted([unit, local])           # no image needed
     monkeypatch.setenv("FXSTACK_TEST_NO_BUILD", "1")
-    assert not prebuild.wanted([unit, stack], tier)
+    assert not prebuild.wanted([unit, stack])
+
+
+def test_tests_that_need_no_image_run_before_those_that_do():
+    items = [Item("integration", "cpu_images"), Item("integration", "tmp_path"), Item("unit"),
+             Item("security", "docker_client"), Item("contract"), Item("unit", "tmp_path")]
+    ordered = list(items)
+    prebuild.order(ordered, lambda item: item.tier)
+    assert ordered == [items[2], items[5], items[1], items[4], items[0], items[3]]
 
 
 def test_a_test_without_a_tier_is_refused(tmp_path):
