@@ -1,6 +1,6 @@
 """A stand-in for an API task in the load balancer tests: tiny, and it says which task answered."""
 
-# a backend: 200 on /health and on /, naming itself (the task it is); on SIGTERM it stops
+# a backend: 200 on every path (/ready, /health, /), naming itself (the task it is); on SIGTERM it stops
 # accepting and finishes the requests in flight (a graceful stop, like the API's gunicorn)
 BACKEND = """
 import http.server, os

@@ -138,28 +138,39 @@ def jobs(stack: str) -> set[str]:
     return {f"{project(stack)}_{n}" for n, s in config["services"].items() if s.get("restart") == "no"}
 
 
+def ready_nodes() -> set[str]:
+    out = swarm.docker("node", "ls", "--format", "{{.Hostname}}\t{{.Status}}", host=manager()).stdout
+    return {line.split("\t")[0] for line in out.splitlines() if line.endswith("\tReady")}
+
+
 def wait_healthy(stack: str, timeout: float = 900) -> float:
-    """Until every service runs all its replicas (a task with a health check counts once healthy)
+    """Until every service runs all its replicas on nodes that are Ready (a task with a health
+    check counts once healthy; `docker service ls` still counts the tasks of a node that is Down)
     and every job completed."""
     t = time.monotonic()
     done_jobs = jobs(stack)
-    last = {}
+    pending: list[str] = []
     while time.monotonic() - t < timeout:
-        last = services_state(stack)
+        ready = ready_nodes()
         pending = []
-        for name, replicas in last.items():
-            have, _, want = replicas.partition("/")
+        for name, replicas in services_state(stack).items():
+            want = int(replicas.partition("/")[2].split()[0])
+            tasks = swarm.docker("service", "ps", name, "--format", "{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}",
+                                 host=manager()).stdout.splitlines()
+            fields = [line.split("\t") for line in tasks]
             if name in done_jobs:
-                states = swarm.docker("service", "ps", name, "--format", "{{.CurrentState}}",
-                                      host=manager()).stdout
-                if not any(s.startswith("Complete") for s in states.splitlines()):
+                if not any(f[2].startswith("Complete") for f in fields):
                     pending.append(f"{name} (job)")
-            elif have != want.split()[0] or want.startswith("0"):
-                pending.append(f"{name} {replicas}")
-        if last and not pending:
+                continue
+            running = sum(1 for f in fields if f[0] in ready and f[1] == "Running" and f[2].startswith("Running"))
+            if name.endswith(f"_{swarm.LB_SERVICE}"):
+                want = len(ready)  # global: one per Ready node
+            if running < want or want == 0:
+                pending.append(f"{name} {running}/{want}")
+        if not pending:
             return round(time.monotonic() - t, 1)
         time.sleep(2)
-    raise RuntimeError(f"{stack}: not healthy after {timeout:.0f} s: {last}\n{task_errors(stack)}")
+    raise RuntimeError(f"{stack}: not healthy after {timeout:.0f} s: {pending}\n{task_errors(stack)}")
 
 
 def task_errors(stack: str) -> str:
@@ -168,6 +179,11 @@ def task_errors(stack: str) -> str:
 
 
 def deploy(stack: str, state: dict) -> dict:
+    from fxstack.image.builder import Builder
+
+    # what is pushed is the working tree's build (a no-op when current), so the one-line change
+    # of the rolling update differs from it by that line only
+    Builder().build([n for n in stack_images(stack)])
     pushed = push(stack, state)
     t = time.monotonic()
     args = ["deploy", "swarm", stack, "--registry", state["registry"], "--host", manager(),

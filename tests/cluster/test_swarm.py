@@ -77,7 +77,7 @@ def test_load_balancer_finds_the_api_tasks_by_dns():
     lb = stack["services"]["lb"]
     assert lb["deploy"]["mode"] == "global" and lb["ports"][0]["published"] == swarm.LB_PORT
     cfg = files["haproxy.cfg"]
-    assert "server-template fastapi- 8 tasks.fastapi:8000" in cfg and "option httpchk GET /health" in cfg
+    assert "server-template fastapi- 8 tasks.fastapi:8000" in cfg and "option httpchk GET /ready" in cfg
     assert "nameserver docker 127.0.0.11:53" in cfg
     assert "tasks.api:8000" in stack_file("bsopt")[1]["haproxy.cfg"]
 

@@ -31,7 +31,10 @@ from ..stack.swarm_tasks import docker, status_lines, tasks_per_node  # noqa: F4
 from .model import ImageInfo, Mount, Service, StackModel
 
 # The service the load balancer fronts, per stack: (service, port, health path)
-ENTRY: dict[str, tuple[str, int, str]] = {"fx": ("fastapi", 8000, "/health"), "bsopt": ("api", 8000, "/ready")}
+# (the readiness path, not the liveness one: a new API task joins the balancer once it serves,
+# not while its workers still load the model, which is what a rolling update would otherwise
+# send requests into)
+ENTRY: dict[str, tuple[str, int, str]] = {"fx": ("fastapi", 8000, "/ready"), "bsopt": ("api", 8000, "/ready")}
 LB_SERVICE = "lb"
 LB_PORT = 8080
 LB_CONFIG_TARGET = "/etc/fxstack/haproxy.cfg"
