@@ -179,11 +179,12 @@ def task_errors(stack: str) -> str:
 
 
 def deploy(stack: str, state: dict) -> dict:
-    from fxstack.image.builder import Builder
+    from fxstack.workflow.ensure import ensure_images
 
     # what is pushed is the working tree's build (a no-op when current), so the one-line change
-    # of the rolling update differs from it by that line only
-    Builder().build([n for n in stack_images(stack)])
+    # of the rolling update differs from it by that line only; images.env (which `deploy swarm`
+    # checks against the store) names that build
+    ensure_images(stack_images(stack), lambda m: None)
     pushed = push(stack, state)
     t = time.monotonic()
     args = ["deploy", "swarm", stack, "--registry", state["registry"], "--host", manager(),
@@ -260,6 +261,14 @@ def node_loss(stack: str, state: dict, seconds_after: float = 20) -> dict:
     wanted = (entry, *LOSS_ALSO[stack])
     on = {svc: running_nodes(f"{proj}_{svc}", manager()) for svc in wanted}
     candidates = [n for n in _nodes()[1:] if all(n.name in on[svc] for svc in wanted)]
+    for svc in wanted[1:] if not candidates else ():
+        # Swarm spreads each service by itself; when no node holds both, let the scheduler place
+        # this one again (it picks the nodes with the fewest of its tasks, the others are busier)
+        log(f"{stack}: no node other than the manager runs {', '.join(wanted)} ({on}); rescheduling {svc}")
+        swarm.docker("service", "update", "--force", "--detach=false", "--quiet", f"{proj}_{svc}", host=manager())
+        wait_healthy(stack, timeout=300)
+        on = {s: running_nodes(f"{proj}_{s}", manager()) for s in wanted}
+        candidates = [n for n in _nodes()[1:] if all(n.name in on[s] for s in wanted)]
     if not candidates:
         raise RuntimeError(f"{stack}: no node other than the manager runs a task of each of {wanted}: {on}")
     victim = candidates[0]
