@@ -387,3 +387,22 @@ def test_a_worker_with_no_model_loads_the_first_version_on_its_own(env, model_v1
     assert loaded.version == str(mv.version)
     poller.join(timeout=30)
     assert not poller.is_alive() and cache.loaded is loaded  # the poll ends once loaded
+
+
+def test_a_worker_reads_every_pair_before_it_serves_a_new_model(client, env, model_v1):
+    """The first-model window: a worker prepares a version in the thread that loaded it,
+    before any request is served with it (features of every pair read into its cache, one
+    prediction run), so the first requests after the first model never queue behind Feast's
+    first read in that worker. The model is published only after that, so this holds the
+    moment it is loaded."""
+    from fxstack.poll import poll
+
+    from fxservices.inference import app as app_module
+
+    poll(lambda: app_module.services.models and app_module.services.models.loaded,
+         timeout=60, interval=0.05)
+    cache = app_module._predict_cache()
+    assert set(cache.features) == {"EUR_USD", "GBP_USD", "USD_JPY"} and not cache.reading
+    r = client.post("/predict", json={"pair": "GBP_USD"})
+    assert r.status_code == 200 and r.json()["features"] == {
+        k: float(v) for k, v in cache.features["GBP_USD"][1].items() if v is not None}

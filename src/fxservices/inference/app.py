@@ -33,7 +33,7 @@ from fxservices.common.web import install
 from fxservices.inference.cache import PredictCache
 from fxservices.inference.features import FeaturesUnavailable, OnlineFeatures
 from fxservices.inference import workers
-from fxservices.inference.model import ModelCache, ModelUnavailable
+from fxservices.inference.model import LoadedModel, ModelCache, ModelUnavailable
 
 os.environ.setdefault("FEAST_USAGE", "False")
 setup_logging()
@@ -114,6 +114,7 @@ class Services:
                 # first: a full collection holds the GIL for tens of ms while requests are served
                 self.models.on_new_model = lambda: _freeze_heap(full=False)
                 self.models.on_version_change = workers.record  # /ready speaks for every worker
+                self.models.before_serving = lambda model: _prepare(self, model)
                 self.features = OnlineFeatures(settings.feast_repo_path, settings.redis_host,
                                                settings.redis_port)
                 self.settings = settings
@@ -133,6 +134,23 @@ def _freeze_heap(full: bool = True) -> None:
 
     gc.collect(2 if full else 1)
     gc.freeze()
+
+
+def _prepare(svc: Services, model: LoadedModel) -> None:
+    """Before a worker serves a new model version (in the thread that loaded it): read every
+    pair's features into the cache and run one prediction. The first request for a pair after
+    the first model otherwise waited for Feast's first read in this worker (the registry, the
+    Redis connection, pyarrow's conversions) and every request for that pair queued behind
+    it: the tail of the first-model window. Pairs without features are left to requests,
+    which answer 503 saying so."""
+    cache = _predict_cache()
+    for pair in svc.settings.pairs:
+        try:
+            values, ts = svc.features.latest(pair)
+        except FeaturesUnavailable:
+            continue
+        cache.prime(pair, values, ts)
+        model.predict_proba_up(values)
 
 
 def reset_services() -> None:

@@ -43,6 +43,11 @@ class PredictCache:
         future = self.reading.get(pair) or self._start_read(pair, read)
         return await asyncio.shield(future)
 
+    def prime(self, pair: str, values: dict, ts: Optional[datetime]) -> None:
+        """Features read outside a request (a model about to be served): the next request
+        for the pair finds them here instead of waiting for a Feast read."""
+        self.features[pair] = (time.monotonic(), values, ts)
+
     def _start_read(self, pair: str, read: Read) -> asyncio.Future:
         future = asyncio.get_running_loop().run_in_executor(None, read, pair)
         self.reading[pair] = future

@@ -103,6 +103,9 @@ class ModelCache:
         self._client = None
         # called (in the thread that loaded it) after a new version is loaded
         self.on_new_model: Optional[Callable[[], None]] = None
+        # called with a new version in the thread that loaded it, before any request is
+        # served with it: what its first requests would otherwise wait for happens here
+        self.before_serving: Optional[Callable[[LoadedModel], None]] = None
         # called with the version served (None: nothing) whenever that changes
         self.on_version_change: Optional[Callable[[Optional[str]], None]] = None
 
@@ -174,6 +177,11 @@ class ModelCache:
                                f"could not be loaded: {type(exc).__name__}: {str(exc)[:300]}")
                 log.error(self._error)
                 return
+            if self.before_serving is not None:
+                try:
+                    self.before_serving(new)
+                except Exception:  # the model is still good: its requests do the work then
+                    log.exception("preparing model version %s before serving it failed", version)
             old = self._loaded.version if self._loaded else None
             self._loaded = new
             log.info("serving model %s version %s (alias %s; was %s)", self.name, version,
