@@ -20,19 +20,23 @@ from tier_rules import (  # noqa: F401
 
 @pytest.hookimpl(specname="pytest_collection_modifyitems", trylast=True)
 def pytest_collection_modifyitems_images_last(items):
-    prebuild.order(items, lambda item: tier_of(markers(item)))
+    prebuild.order(items, _tier)
 
 
 def pytest_collection_finish(session):
-    if not session.config.option.collectonly and prebuild.wanted(session.items):
+    if not session.config.option.collectonly and prebuild.wanted(session.items, _tier):
         from fxstack.paths import state_dir
 
         prebuild.start(state_dir())
 
 
 def pytest_runtest_setup(item):
-    if prebuild.needs_images(item):
+    if prebuild.needs_images(item, _tier):
         prebuild.wait()
+
+
+def _tier(item) -> str:
+    return tier_of(markers(item))
 
 
 def pytest_sessionfinish(session):

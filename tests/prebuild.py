@@ -28,22 +28,27 @@ _started = 0.0
 _log: Path | None = None
 
 
-def needs_images(item) -> bool:
-    return bool(NEEDS_IMAGES & set(getattr(item, "fixturenames", ())))
+def needs_images(item, tier_of) -> bool:
+    """A test outside the unit tier that asks for one of NEEDS_IMAGES as a fixture (a parameter
+    of the same name, as test_k8s's `stack`, is not one)."""
+    if tier_of(item) == "unit":
+        return False
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return bool(NEEDS_IMAGES & (set(getattr(item, "fixturenames", ())) - set(params)))
 
 
 def order(items, tier_of) -> None:
     """The unit tier, then the other tests that need no image, then those that do (a stable
     sort: collection order within each group)."""
-    items.sort(key=lambda item: (tier_of(item) != "unit", needs_images(item)))
+    items.sort(key=lambda item: (tier_of(item) != "unit", needs_images(item, tier_of)))
 
 
-def wanted(items) -> bool:
+def wanted(items, tier_of) -> bool:
     """Only where it overlaps something: tests that need no image to run beside it and a later
     test that needs the images. FXSTACK_TEST_NO_BUILD=1 (images already loaded) opts out."""
     if os.environ.get("FXSTACK_TEST_NO_BUILD") == "1":
         return False
-    needs = [needs_images(item) for item in items]
+    needs = [needs_images(item, tier_of) for item in items]
     return any(needs) and not all(needs)
 
 

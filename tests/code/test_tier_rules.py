@@ -67,25 +67,39 @@ def test_the_unit_tier_runs_first(tmp_path):
 
 
 class Item:
-    def __init__(self, tier, *fixtures):
+    def __init__(self, tier, *fixtures, params=None):
         self.tier, self.fixturenames = tier, fixtures
+        if params:
+            self.callspec = type("CallSpec", (), {"params": params})()
+
+
+def tier(item):
+    return item.tier
 
 
 def test_the_build_beside_the_tests_starts_only_where_it_overlaps_them(monkeypatch):
     monkeypatch.delenv("FXSTACK_TEST_NO_BUILD", raising=False)
     unit, stack, local = Item("unit"), Item("integration", "stack"), Item("integration", "tmp_path")
-    assert prebuild.wanted([unit, stack]) and prebuild.wanted([local, Item("security", "docker_client")])
-    assert not prebuild.wanted([stack])                 # nothing to run beside it
-    assert not prebuild.wanted([unit, local])           # no image needed
+    assert prebuild.wanted([unit, stack], tier) and prebuild.wanted([local, Item("security", "docker_client")], tier)
+    assert not prebuild.wanted([stack], tier)                 # nothing to run beside it
+    assert not prebuild.wanted([unit, local], tier)           # no image needed
     monkeypatch.setenv("FXSTACK_TEST_NO_BUILD", "1")
-    assert not prebuild.wanted([unit, stack])
+    assert not prebuild.wanted([unit, stack], tier)
+
+
+def test_a_parameter_named_like_an_image_fixture_or_a_unit_test_never_waits_for_the_build():
+    # test_k8s parametrizes `stack` ("fx", "bsopt"): a unit test that once waited 101 s for the build
+    assert not prebuild.needs_images(Item("unit", "stack", params={"stack": "fx"}), tier)
+    assert not prebuild.needs_images(Item("integration", "stack", params={"stack": "fx"}), tier)
+    assert not prebuild.needs_images(Item("unit", "docker_client"), tier)
+    assert prebuild.needs_images(Item("integration", "stack", "name", params={"name": "x"}), tier)
 
 
 def test_tests_that_need_no_image_run_before_those_that_do():
     items = [Item("integration", "cpu_images"), Item("integration", "tmp_path"), Item("unit"),
              Item("security", "docker_client"), Item("contract"), Item("unit", "tmp_path")]
     ordered = list(items)
-    prebuild.order(ordered, lambda item: item.tier)
+    prebuild.order(ordered, tier)
     assert ordered == [items[2], items[5], items[1], items[4], items[0], items[3]]
 
 
