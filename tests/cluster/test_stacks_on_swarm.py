@@ -3,7 +3,8 @@
 stack's own end-to-end run through the load balancer, a node with an API replica (FX: and an
 Airflow worker) lost under a client at 20 requests/s, the end-to-end run again with FX's
 registered model and Airflow's run history kept, and a rolling update of fx-fastapi to a new
-digest under wrk; nothing of it left on the machine afterwards (tests/cluster/stacks_on_swarm.py)."""
+digest under wrk; nothing of it left on the machine afterwards (tests/cluster/stacks_on_swarm.py).
+One cluster per stack, so one stack's failure does not hide the other's result."""
 
 from __future__ import annotations
 
@@ -15,21 +16,30 @@ import pytest
 pytestmark = pytest.mark.cluster
 
 
-def test_real_stacks_on_three_nodes(docker_client):
+def _run(stack: str) -> dict:
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nsenter", "unshare", "iptables", "wrk",
                                                                 "docker-registry")):
         pytest.skip("needs root, iproute2, util-linux, iptables, wrk and docker-registry")
     from . import stacks_on_swarm
 
-    result = stacks_on_swarm.main(["fx", "bsopt"])
+    result = stacks_on_swarm.main([stack])
     assert result["leftovers"] == []
-    for stack in ("fx", "bsopt"):
-        r = result[stack]
-        loss = r["node_loss"]
-        assert loss["replacement_running_s"] is not None, f"{stack}: Swarm ran the lost replicas elsewhere"
-        assert loss["client"]["sent"] > 0 and loss["client"]["failed"] < 0.01 * loss["client"]["sent"], loss
-        assert r["e2e_after_loss"]["seconds"] > 0
-    fx = result["fx"]
+    r = result[stack]
+    loss = r["node_loss"]
+    assert loss["replacement_running_s"] is not None, f"{stack}: Swarm ran the lost replicas elsewhere"
+    assert loss["client"]["sent"] > 0 and loss["client"]["failed"] < 0.01 * loss["client"]["sent"], loss
+    assert r["e2e_after_loss"]["seconds"] > 0
+    return r
+
+
+def test_fx_on_three_nodes(docker_client):
+    fx = _run("fx")
     assert fx["history"]["first_run_state"] == "success"
-    assert fx["rolling_update"]["requests"] > 0 and fx["rolling_update"]["failed"] == 0, fx["rolling_update"]
     assert fx["rolling_update"]["new"] != fx["rolling_update"]["old"]
+    assert fx["rolling_update"]["requests"] > 0 and fx["rolling_update"]["failed"] == 0, fx["rolling_update"]
+
+
+@pytest.mark.xfail(strict=True, reason="through HAProxy the client sees the connection closed instead of the "
+                                       "API's 413 for a 10 MB body (bsopt's end-to-end step 5): docs/cluster.md")
+def test_bsopt_on_three_nodes(docker_client):
+    _run("bsopt")
