@@ -79,7 +79,7 @@ def test_load_balancer_finds_the_api_tasks_by_dns():
     cfg = files["haproxy.cfg"]
     assert "server-template fastapi- 8 tasks.fastapi:8000" in cfg and "option httpchk GET /ready" in cfg
     assert "nameserver docker 127.0.0.11:53" in cfg
-    assert "option http-server-close" in cfg, "no request left on a kept-alive connection to a stopping task"
+    assert "timeout connect 300ms" in cfg, "a request to a task that is gone is retried well within a client's timeout"
     assert "tasks.api:8000" in stack_file("bsopt")[1]["haproxy.cfg"]
 
 
