@@ -44,6 +44,24 @@ def _copy(tmp_path, **env) -> Copy:
     return Copy(tmp_path / "repo", {"FXSTACK_PROJECT": f"fxguide-{uuid.uuid4().hex[:8]}", **env})
 
 
+@pytest.fixture(autouse=True)
+def _checkout_images_env_kept():
+    """The copy builds into this checkout's state (its caches make the guides fast), and so
+    writes the guides' new images into its images.env: take them out again afterwards, so this
+    checkout's Compose and gc see only its own images."""
+    from fxstack.envfile import read_env
+    from fxstack.load.loader import forget_images_env
+    from fxstack.paths import state_dir
+
+    path = state_dir() / "images.env"
+    before = set(read_env(path))
+    yield
+    added = sorted(set(read_env(path)) - before)
+    if added:
+        forget_images_env(state_dir(), [k[:-len("_IMAGE")].lower().replace("_", "-") for k in added])
+    assert not set(read_env(path)) - before
+
+
 @pytest.mark.integration
 def test_the_image_guide_builds_and_runs_a_new_image(tmp_path, docker_client):
     t0 = time.monotonic()

@@ -33,6 +33,20 @@ def write_images_env(state: Path, refs: dict[str, str]) -> Path:
     lines = read_env(path)
     for name, ref in refs.items():
         lines[env_var_for(name)] = ref
+    return _write_images_env(path, lines)
+
+
+def forget_images_env(state: Path, names: list[str]) -> Path:
+    """Drop the named images' lines from `.fxstack/images.env` (an image that is no longer part of
+    this checkout: gc keeps whatever images.env names)."""
+    path = state / "images.env"
+    lines = read_env(path)
+    for name in names:
+        lines.pop(env_var_for(name), None)
+    return _write_images_env(path, lines)
+
+
+def _write_images_env(path: Path, lines: dict[str, str]) -> Path:
     text = "# written by fxstack build/load: image refs for docker compose\n"
     text += "".join(f"{k}={v}\n" for k, v in sorted(lines.items()))
     atomic_write_bytes(path, text.encode())
