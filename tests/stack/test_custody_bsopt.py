@@ -52,6 +52,7 @@ def first(docker_client, tmp_path_factory):
 
 def test_data_stays_with_new_secrets_and_one_checkout_runs_at_a_time(first, docker_client, tmp_path):
     dc = docker_client
+    volumes_before = {v.name for v in dc.volumes.list()}
     lifecycle.up(first, build=True, timeout=600, out=sys.stderr)
     token = secrets.token_hex(8)
     psql(dc, first, "CREATE TABLE custody (token text)")
@@ -77,6 +78,10 @@ def test_data_stays_with_new_secrets_and_one_checkout_runs_at_a_time(first, dock
     lifecycle.down(clone, out=out)
     assert f"ran from the checkout {REPO}" in out.getvalue()
     assert not first.states(dc)
+    # what `down` keeps is the project's named volumes, nothing anonymous (an image's VOLUME a
+    # container got without a mount there: no later up finds it again, so each down left one)
+    kept = {v.name for v in dc.volumes.list()} - volumes_before
+    assert kept and all(name.startswith(f"{PROJECT}_") for name in kept), sorted(kept)
 
     # the second clone with the volumes kept: new secrets, the data is there, the roles follow
     out = io.StringIO()
