@@ -18,9 +18,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from fxstack.poll import TimedOut, poll
 
 BASE = Path(os.environ.get("FXSTACK_CLUSTER_DIR", "/tmp/fxc"))  # short: unix socket paths < 108 bytes
 BRIDGE = "fxcbr0"
@@ -75,12 +76,10 @@ class Made:
 
 
 def _wait(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+    try:
+        poll(lambda: True if check() else None, timeout=timeout, interval=0.3)
+    except TimedOut:
+        raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}") from None
 
 
 def start(count: int = 3, insecure_registry: str | None = None, seccomp_profile: str | None = None) -> list[Node]:
@@ -145,19 +144,23 @@ def _stop_dockerd(pid: int) -> None:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
+
+    def gone() -> bool | None:
         try:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
+                return True
         except ChildProcessError:
             pass
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.3)
-    os.killpg(pid, signal.SIGKILL)
+            return True
+        return None
+
+    try:
+        poll(gone, timeout=40, interval=0.3)
+    except TimedOut:
+        os.killpg(pid, signal.SIGKILL)
 
 
 def cleanup() -> list[str]:

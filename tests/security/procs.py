@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
+
+from fxstack.poll import TimedOut, poll
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -35,12 +36,10 @@ def main_pid(c) -> int:
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
+    try:
+        poll(lambda: True if predicate() else None, timeout=timeout, interval=1)
+    except TimedOut:
+        raise AssertionError(f"timed out after {timeout:.0f} s: {what}") from None
 
 
 def _restarted_and_healthy(dc, name: str, restarts_before: int) -> bool:
