@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from fxstack.envfile import secret_files
+from fxstack.load.loader import env_var_for
+from fxstack.specs import load_specs
 from fxstack.stack.commands import STACK_NAMES
 from fxstack.stacks.model import StackDef
 from fxstack.stacks.registry import STACKS
@@ -23,10 +25,22 @@ REPO = Path(__file__).resolve().parents[2]
 ALL = sorted(STACKS)
 
 
+def mount_targets(svc: dict) -> set[str]:
+    """Where a Compose service mounts something: volumes (short or long form) and tmpfs."""
+    targets = set()
+    for v in svc.get("volumes") or []:
+        targets.add(v.get("target") if isinstance(v, dict) else v.split(":")[1] if ":" in v else v)
+    tmpfs = svc.get("tmpfs") or []
+    for t in [tmpfs] if isinstance(tmpfs, str) else tmpfs:
+        targets.add(t.split(":")[0])
+    return targets
+
+
 def problems(stack: StackDef, repo: Path = REPO) -> list[str]:
     """What is missing or inconsistent in `stack` as the checkout at `repo` holds it."""
     compose = repo / "compose"
     found: list[str] = []
+    specs = {env_var_for(name): spec for name, spec in load_specs(REPO).items()}
     names = list(stack.compose_files) + [f for v in stack.variants.values() for f in v.files]
     missing = [n for n in names if not (compose / n).is_file()]
     if missing:
@@ -86,6 +100,17 @@ def problems(stack: StackDef, repo: Path = REPO) -> list[str]:
             found.append(f"data volume {data.volume} depends on secrets nothing generates")
         if set(data.bound) & set(data.healed):
             found.append(f"data volume {data.volume}: a secret both bound and healed")
+
+    # an image's VOLUME gets a mount in every service that runs the image: without one, Docker
+    # makes an anonymous volume that no later `up` finds again, so every `down` leaves one behind
+    # (bsopt's db-init did)
+    for name, svc in services.items():
+        var = re.fullmatch(r"\$\{(\w+_IMAGE)[:?}].*", str(svc.get("image", "")))
+        spec = specs.get(var[1]) if var else None
+        for path in spec.volumes if spec else ():
+            if path not in mount_targets(svc):
+                found.append(f"service {name} runs {spec.name}, whose VOLUME {path} it mounts nothing at "
+                             "(an anonymous volume at every start): a named volume or a tmpfs there")
 
     # the end-to-end run and the benchmark
     if not callable(stack.e2e):
@@ -165,3 +190,6 @@ def test_the_check_finds_what_a_new_stack_misses(tmp_path):
     text = (repo / "compose" / "mystack.yml").read_text().replace("mystack_db_password", "db_password")
     (repo / "compose" / "mystack.yml").write_text(text)
     assert any("lacks the prefix mystack_" in p for p in problems(stack, repo))
+    (repo / "compose" / "mystack.yml").write_text(text.replace("volumes: [pgdata:/var/lib/postgresql/data]", ""))
+    assert any("service postgres runs postgres, whose VOLUME /var/lib/postgresql/data" in p
+               for p in problems(stack, repo)), problems(stack, repo)
