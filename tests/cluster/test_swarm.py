@@ -83,6 +83,57 @@ def test_load_balancer_finds_the_api_tasks_by_dns():
     assert "tasks.api:8000" in stack_file("bsopt")[1]["haproxy.cfg"]
 
 
+def _probe_against(status: int, body: dict) -> int:
+    """The fx entry probe run (by this interpreter) against a real HTTP server answering
+    `status` with `body` on /ready; its exit status."""
+    import http.server
+    import sys
+    import threading
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = json.dumps(body).encode()
+            self.send_response(status if self.path == "/ready" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        test = swarm.entry_probe(server.server_port, "/ready", swarm.WARMING["fx"])
+        assert test[:3] == ["CMD", "python3", "-c"]
+        return subprocess.run([sys.executable, "-c", test[3]], capture_output=True, timeout=30).returncode
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.integration
+def test_fx_entry_health_check_is_the_readiness_gate():
+    """Swarm puts a task into DNS when its health check passes, and HAProxy serves a new address
+    at once: fx-fastapi's check on Swarm passes only once the task is warm (entry_probe)."""
+    from fxservices.inference.model import ModelCache
+
+    check = stack_file("fx")[0]["services"]["fastapi"]["healthcheck"]
+    assert check["test"] == swarm.entry_probe(8000, "/ready", swarm.WARMING["fx"])
+    assert _probe_against(200, {"ready": True}) == 0
+    # what /ready says while a worker loads the model: the marker is the model cache's own text
+    loading = ModelCache("http://mlflow:5000", "fx-direction", "serving").unavailable_reason()
+    assert _probe_against(503, {"ready": False, "missing": [f"model: {loading}"]}) == 1
+    assert _probe_against(503, {"ready": False, "missing": [
+        "model: not every worker serves version 3 yet: worker 7 serves nothing yet"]}) == 1
+    # missing outside the task (nothing registered yet, Redis down): healthy, Swarm keeps it
+    assert _probe_against(503, {"ready": False, "missing": [
+        "model: no version of model 'fx-direction' carries the alias 'serving'", "features: redis"]}) == 0
+    assert _probe_against(500, {"detail": "boom"}) == 1
+    # bsopt's API already checks /ready on Compose: its check is Compose's
+    assert "/ready" in str(stack_file("bsopt")[0]["services"]["api"]["healthcheck"]["test"])
+
+
 def test_vip_mode_uses_the_routing_mesh():
     stack, _ = stack_file("fx", swarm.SwarmOptions(endpoint_mode="vip", lb_image=LB, nfs="n:/x"))
     assert stack["services"]["lb"]["ports"][0]["mode"] == "ingress"
@@ -189,3 +240,14 @@ def test_a_host_mode_port_updates_stop_first():
                                                                                             "airflow-webserver=18080")))
     assert stack["services"]["airflow-webserver"]["deploy"]["update_config"]["order"] == "stop-first"
     assert stack["services"]["fastapi"]["deploy"]["update_config"]["order"] == "start-first"
+
+
+def test_secrets_and_configs_named_by_content(tmp_path):
+    """Swarm never changes a secret's or a config's content: a stack deployed again after one
+    changed (a new balancer configuration, a regenerated ACL file) names a new object."""
+    stack, files = stack_file("fx")
+    cfg = stack["configs"]["lb-haproxy-cfg"]
+    assert cfg["name"] == swarm.content_name("fxstack", "lb-haproxy-cfg", files["haproxy.cfg"].encode())["name"]
+    a, b = (swarm.content_name("fxstack", "redis_users_acl", c)["name"] for c in (b"one", b"two"))
+    assert a != b and a.startswith("fxstack_redis_users_acl-") and len(a) <= 64
+    assert swarm.content_name("fxstack", "x", None) == {}, "a file not written yet: no name"

@@ -39,6 +39,35 @@ LB_SERVICE = "lb"
 LB_PORT = 8080
 LB_CONFIG_TARGET = "/etc/fxstack/haproxy.cfg"
 LB_HEALTH = "/lb-health"  # answered by HAProxy itself (monitor-uri): the balancer is up
+# What the entry service's readiness answer (a 503's `missing`) says while a task is still
+# warming up, per stack (fx: fxservices.inference, a worker loading the model or one not
+# serving it yet). See entry_probe.
+WARMING: dict[str, tuple[str, ...]] = {"fx": ("is being loaded", "not every worker serves")}
+
+
+def entry_probe(port: int, path: str, warming: tuple[str, ...]) -> list[str]:
+    """The entry service's Swarm health check: passes once the task can serve.
+
+    Swarm adds a task to its service's DNS when the task's health check first passes, and
+    HAProxy 2.6 sends requests to an address the moment DNS returns it, before its own first
+    check of it ("start OK but check immediately" in its server.c). With a liveness check
+    (fx: /health, which answers while the workers still import and load the model) every
+    balancer connection sent one request to a new task of a rolling update and waited 2.4 to
+    3.3 s for it (HAProxy's log: Tc 0, Tr 2,700 ms, state ----, 10 sessions on the new server
+    when its first check timed out). So this check fails while the readiness answer says the
+    task is warming up, and passes otherwise, also while something outside the task is missing
+    (no model registered yet, Redis unreachable): every task shares that state, HAProxy's own
+    check keeps requests away meanwhile, and a failing check would have Swarm replace tasks
+    that cannot do better."""
+    script = ("import json, sys, urllib.error, urllib.request as u\n"
+              "try:\n"
+              f"    u.urlopen('http://127.0.0.1:{port}{path}', timeout=4)\n"
+              "except urllib.error.HTTPError as e:\n"
+              "    if e.code != 503:\n"
+              "        raise\n"
+              "    missing = ' '.join(json.load(e).get('missing') or [])\n"
+              f"    sys.exit(any(w in missing for w in {warming!r}))\n")
+    return ["CMD", "python3", "-c", script]
 
 
 def ipvs_available() -> bool:
@@ -140,6 +169,9 @@ def service_entry(model: StackModel, svc: Service, opts: SwarmOptions) -> dict:
     if svc.health:
         h = svc.health
         test = ["CMD-SHELL", h.command[2]] if h.command[:2] == ["/bin/sh", "-c"] else ["CMD", *h.command]
+        entry_name, entry_port, entry_path = ENTRY.get(model.name, ("", 0, ""))
+        if svc.name == entry_name and model.name in WARMING:
+            test = entry_probe(entry_port, entry_path, WARMING[model.name])
         entry["healthcheck"] = {"test": test, "interval": _duration(h.interval), "timeout": _duration(h.timeout),
                                 "retries": h.retries, "start_period": _duration(h.start_period)}
     published = publish_ports(opts).get(svc.name)
@@ -236,6 +268,26 @@ backend {service}
 """
 
 
+def content_name(project: str, key: str, content: bytes | None) -> dict:
+    """The `name:` of a secret or config: its content's hash in it. Swarm never changes a
+    secret's or config's content (`docker stack deploy` stops with "only updates to Labels are
+    allowed" when a file changed since the stack was deployed); under a new name it is a new
+    object, and the services that mount it are updated to it. Nothing when the file is not
+    there yet (a render without a deploy)."""
+    if content is None:
+        return {}
+    import hashlib
+
+    return {"name": f"{project}_{key}-{hashlib.sha256(content).hexdigest()[:12]}"}
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
 def render(model: StackModel, opts: SwarmOptions) -> tuple[dict, dict[str, str]]:
     """(the stack file, {file name: content} of the configs written beside it)."""
     shared = model.shared_volumes()
@@ -266,13 +318,15 @@ def render(model: StackModel, opts: SwarmOptions) -> tuple[dict, dict[str, str]]
     for svc in model.services.values():
         for m in svc.mounts:
             if m.kind == "config":
-                configs[_config_name(svc, m)] = {"file": m.source}
+                configs[_config_name(svc, m)] = {"file": m.source,
+                                                 **content_name(model.project, _config_name(svc, m), _read(m.source))}
     if opts.lb_image is not None:
         if model.name not in ENTRY:
             raise FxError(f"the {model.name} stack names no entry service for the load balancer",
                           hint="deploy with --no-lb")
         side_files["haproxy.cfg"] = haproxy_config(model, opts)
-        configs["lb-haproxy-cfg"] = {"file": "./haproxy.cfg"}
+        configs["lb-haproxy-cfg"] = {"file": "./haproxy.cfg", **content_name(
+            model.project, "lb-haproxy-cfg", side_files["haproxy.cfg"].encode())}
         entry_networks = model.services[ENTRY[model.name][0]].networks
         services[LB_SERVICE] = {
             "image": opts.lb_image.ref,
@@ -312,7 +366,8 @@ def render(model: StackModel, opts: SwarmOptions) -> tuple[dict, dict[str, str]]
         "services": services,
         "networks": {n: {"driver": "overlay", "internal": internal} for n, internal in sorted(model.networks.items())},
         "volumes": volumes,
-        "secrets": {name: {"file": str(path)} for name, path in sorted(model.secrets.items())
+        "secrets": {name: {"file": str(path), **content_name(model.project, name, _read(path))}
+                    for name, path in sorted(model.secrets.items())
                     if any(name in s.secrets for s in model.services.values())},
     }
     if configs:
