@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from ..envfile import ensure_env_file, read_env
 from ..errors import FxError
 from ..poll import TimedOut, poll
-from ..workflow.ensure import ensure_images as builder_ensure
+from ..workflow.ensure import SbomWriter, build_and_load, sboms_later
 from . import custody, readiness
 from . import docker_state as ds
 from .compose import explain_compose_error, find_compose, images_env_file, published_ports, required_vars
@@ -37,12 +37,15 @@ def image_vars(target: Target) -> list[str]:
     return names + [v for v in nix_only_images(target) if v not in names]
 
 
-def ensure_images(target: Target, build: bool, out: TextIO) -> dict[str, str]:
-    """Build/load what is missing (the builder's job), then return {VAR: ref} from images.env."""
+def ensure_images(target: Target, build: bool, out: TextIO) -> tuple[dict[str, str], SbomWriter | None]:
+    """Build/load what is missing (the builder's job), then return {VAR: ref} from images.env,
+    and the writer of the SBOMs that the new images still lack (wait() for it before done)."""
     nix_only = nix_only_images(target)
     names = [image_var_to_name(v) for v in image_vars(target) if v not in nix_only]
+    sboms = None
     if build:
-        builder_ensure(names, progress=lambda msg: print(f"  build: {msg}", file=out, flush=True))
+        builder, images, _ = build_and_load(names, lambda msg: print(f"  build: {msg}", file=out, flush=True))
+        sboms = sboms_later(builder, images)
     refs = read_env(images_env_file())
     wanted = image_vars(target)
     absent = [v for v in wanted if not refs.get(v)]
@@ -56,7 +59,7 @@ def ensure_images(target: Target, build: bool, out: TextIO) -> dict[str, str]:
     if absent:
         raise FxError(f"{images_env_file()} has no image reference for {', '.join(absent)}",
                       hint=f"run `{target.cli} build` (it builds, loads and writes .fxstack/images.env)")
-    return {v: refs[v] for v in wanted}
+    return {v: refs[v] for v in wanted}, sboms
 
 
 def preflight(target: Target, dc, refs: dict[str, str]) -> None:
@@ -312,7 +315,20 @@ def up(target: Target, *, build: bool = True, timeout: float = 900, out: TextIO 
     ensure_secrets(target, out)
     custody.check_before_up(dc, target, out)  # another checkout's stack, data made with other secrets
     print(f"{target.cmd('up')}{variants}: checking images", file=out, flush=True)
-    refs = ensure_images(target, build, out)
+    refs, sboms = ensure_images(target, build, out)
+    try:
+        result = _start_and_wait(target, dc, refs, timeout, out)
+    except BaseException:
+        if sboms is not None:
+            sboms.proc.wait()  # its own failure would hide the one being raised
+        raise
+    if sboms is not None:  # written beside the start (a second of CPU after a code change)
+        sboms.wait()
+    print_urls(target, dc, out)
+    return result
+
+
+def _start_and_wait(target: Target, dc, refs: dict[str, str], timeout: float, out: TextIO) -> WaitResult:
     preflight(target, dc, refs)
     write_secret_files(target, dc, out)  # Compose `secrets:` files, derived from the env file
     config = target.config()
@@ -324,7 +340,6 @@ def up(target: Target, *, build: bool = True, timeout: float = 900, out: TextIO 
         print(f"all {len(services)} containers healthy in {result.seconds:.1f} s; asking each service", file=out)
         result = wait_services_ready(dc, target, result, start=start, timeout=timeout, out=out)
     print(f"all {len(services)} services ready in {result.seconds:.1f} s", file=out)
-    print_urls(target, dc, out)
     return result
 
 

@@ -7,14 +7,18 @@ import sys
 from pathlib import Path
 
 from ..errors import FxError
-from ..image.sbom import attach, image_manifest, sbom_path, validate
 from ..image.store import BlobStore, atomic_write_bytes, state_lock
-from ..lock.poetry_lock import PoetryLock
 from ..paths import repo_root, state_dir
 from ..specs import load_specs
 
 
 def _cmd_sbom(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every `fxstack` command registers this one, and the SBOM
+    # code pulls in the lock parser and `packaging` (about 20 ms a process), which a
+    # `fxstack build --load` after a code change does not otherwise import.
+    from ..image.sbom import attach, image_manifest, sbom_path, validate
+    from ..lock.poetry_lock import PoetryLock
+
     root = repo_root()
     specs = load_specs(root)
     spec = specs.get(args.image)
