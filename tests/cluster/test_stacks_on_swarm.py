@@ -39,7 +39,5 @@ def test_fx_on_three_nodes(docker_client):
     assert fx["rolling_update"]["requests"] > 0 and fx["rolling_update"]["failed"] == 0, fx["rolling_update"]
 
 
-@pytest.mark.xfail(strict=True, reason="through HAProxy the client sees the connection closed instead of the "
-                                       "API's 413 for a 10 MB body (bsopt's end-to-end step 5): docs/cluster.md")
 def test_bsopt_on_three_nodes(docker_client):
     _run("bsopt")

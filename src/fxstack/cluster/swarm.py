@@ -223,11 +223,14 @@ def service_entry(model: StackModel, svc: Service, opts: SwarmOptions) -> dict:
 def haproxy_config(model: StackModel, opts: SwarmOptions) -> str:
     """HAProxy in front of the entry service: its tasks from Swarm's DNS (`tasks.<service>`,
     re-resolved every second), each health-checked; a request whose task went away is retried
-    on another one. A short connect timeout: a task that has just gone (a rolling update, a lost
-    node) leaves an address on the overlay that nothing answers, and each request sent there
-    waits that long before its retry; at 2 s every wrk connection lost one request per replaced
-    task (20 of 141,504: the client's own timeout is 2 s). Inside one cluster a connect takes
-    well under a millisecond."""
+    on another one. A short connect timeout: a task that has just gone (a lost node) leaves an
+    address on the overlay that nothing answers, and each request sent there waits that long
+    before its retry; inside one cluster a connect takes well under a millisecond. A new task
+    gets requests as soon as DNS returns it, before HAProxy's first check: the entry service's
+    Swarm health check keeps it out of DNS until it is warm (entry_probe). Server connections
+    stay open between requests: with `option http-server-close` the API got `Connection: close`,
+    closed after its early 413 while a 10 MB body was still arriving, and the reset discarded
+    the 413 before HAProxy read it (log: SD--, status -1; the client saw no response)."""
     service, port, health = ENTRY[model.name]
     replicas = model.services[service].replicas
     slots = max(8, replicas * 4)  # room for the tasks of a rolling update
