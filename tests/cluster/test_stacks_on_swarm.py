@@ -22,7 +22,12 @@ def _run(stack: str) -> dict:
         pytest.skip("needs root, iproute2, util-linux, iptables, wrk and docker-registry")
     from . import stacks_on_swarm
 
-    result = stacks_on_swarm.main([stack])
+    from fxstack.paths import state_dir
+
+    # the run's figures (docs/cluster.md quotes them from bench/results/): one file per stack
+    out = state_dir() / "cluster-results" / f"{stack}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = stacks_on_swarm.main([stack], str(out))
     assert result["leftovers"] == []
     r = result[stack]
     loss = r["node_loss"]
