@@ -87,33 +87,50 @@ def test_load_balancer_finds_the_api_tasks_by_dns():
     assert "tasks.api:8000" in stack_file("bsopt")[1]["haproxy.cfg"]
 
 
-def _probe_against(status: int, body: dict) -> int:
-    """The fx entry probe run (by this interpreter) against a real HTTP server answering
-    `status` with `body` on /ready; its exit status."""
-    import http.server
-    import sys
-    import threading
+class _ReadyServer:
+    """A real HTTP server answering /ready with the status and JSON body set for each case."""
 
-    class Ready(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            data = json.dumps(body).encode()
-            self.send_response(status if self.path == "/ready" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def __enter__(self):
+        import http.server
+        import threading
 
-        def log_message(self, *args):
-            pass
+        outer = self
+        self.answer: tuple[int, dict] = (200, {})
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Ready)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        test = swarm.entry_probe(server.server_port, "/ready", swarm.WARMING["fx"])
+        class Ready(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                status, body = outer.answer
+                data = json.dumps(body).encode()
+                self.send_response(status if self.path == "/ready" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Ready)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def probe(self, status: int, body: dict) -> int:
+        """The fx entry probe's script run in this process against the server answering
+        `status` with `body`: the exit status `python3 -c` would give."""
+        self.answer = (status, body)
+        test = swarm.entry_probe(self.server.server_port, "/ready", swarm.WARMING["fx"])
         assert test[:3] == ["CMD", "python3", "-c"]
-        return subprocess.run([sys.executable, "-c", test[3]], capture_output=True, timeout=30).returncode
-    finally:
-        server.shutdown()
+        try:
+            exec(compile(test[3], "<probe>", "exec"), {"__name__": "__main__"})
+        except SystemExit as done:
+            return done.code if isinstance(done.code, int) else int(bool(done.code))
+        except Exception:  # uncaught: python3 -c exits 1
+            return 1
+        return 0
 
 
 @pytest.mark.integration
@@ -124,16 +141,17 @@ def test_fx_entry_health_check_is_the_readiness_gate():
 
     check = stack_file("fx")[0]["services"]["fastapi"]["healthcheck"]
     assert check["test"] == swarm.entry_probe(8000, "/ready", swarm.WARMING["fx"])
-    assert _probe_against(200, {"ready": True}) == 0
     # what /ready says while a worker loads the model: the marker is the model cache's own text
     loading = ModelCache("http://mlflow:5000", "fx-direction", "serving").unavailable_reason()
-    assert _probe_against(503, {"ready": False, "missing": [f"model: {loading}"]}) == 1
-    assert _probe_against(503, {"ready": False, "missing": [
-        "model: not every worker serves version 3 yet: worker 7 serves nothing yet"]}) == 1
-    # missing outside the task (nothing registered yet, Redis down): healthy, Swarm keeps it
-    assert _probe_against(503, {"ready": False, "missing": [
-        "model: no version of model 'fx-direction' carries the alias 'serving'", "features: redis"]}) == 0
-    assert _probe_against(500, {"detail": "boom"}) == 1
+    with _ReadyServer() as ready:
+        assert ready.probe(200, {"ready": True}) == 0
+        assert ready.probe(503, {"ready": False, "missing": [f"model: {loading}"]}) == 1
+        assert ready.probe(503, {"ready": False, "missing": [
+            "model: not every worker serves version 3 yet: worker 7 serves nothing yet"]}) == 1
+        # missing outside the task (nothing registered yet, Redis down): healthy, Swarm keeps it
+        assert ready.probe(503, {"ready": False, "missing": [
+            "model: no version of model 'fx-direction' carries the alias 'serving'", "features: redis"]}) == 0
+        assert ready.probe(500, {"detail": "boom"}) == 1
     # bsopt's API already checks /ready on Compose: its check is Compose's
     assert "/ready" in str(stack_file("bsopt")[0]["services"]["api"]["healthcheck"]["test"])
 
