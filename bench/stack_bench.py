@@ -5,6 +5,7 @@ Runs its own Compose project (`fxstack-bench`) from nothing and removes it (with
 at the end. Prints a table and writes JSON (default bench/results/stack-latest.json).
 
     ./fx bench-stack
+    ./fx bench-stack --only-code-change   # a one-line change reaching the stack, ours and the baseline
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+import code_change
 from fxstack.stack.docker_state import free_port
 from wrk import wrk_post
 
@@ -191,7 +193,14 @@ def main() -> int:
     ap.add_argument("--restart", type=int, default=20,
                     help="after the loads: down + up (volumes kept), then this many POST /predict at "
                          "once, each on a new connection (0: skip)")
+    ap.add_argument("--code-change", type=int, default=3, metavar="N",
+                    help="then a one-line change of the inference API reaching the running stack, N times "
+                         "ours (`fxstack up`) and N times the Dockerfile baseline (bench/code_change.py; 0: skip)")
+    ap.add_argument("--only-code-change", action="store_true", help="run only that scenario")
+    ap.add_argument("--skip-baseline", action="store_true", help="the code-change scenario without the baseline")
     args = ap.parse_args()
+    if args.only_code_change:
+        return code_change_only(args)
     from fxstack.stack import lifecycle
     from fxstack.stack.target import Target
     from fxstack.stacks import fx_e2e as e2e
@@ -248,6 +257,8 @@ def main() -> int:
     finally:
         if not args.keep:
             lifecycle.down(target, volumes=True, out=out)
+    if args.code_change:
+        result["code_change"] = code_change.run(args.code_change, with_baseline=not args.skip_baseline, out=out)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     load = result.get("predict_load", {})
@@ -275,6 +286,19 @@ def main() -> int:
               f"answered 200; up {restart['up_s']:.1f} s)")
     print(f"{'  docker-proxy in the path':48} {str(result.get('docker_proxy_in_path')):>12}")
     print(f"{'errors (non-2xx, socket)':48} {str(load.get('non_2xx')) + ', ' + (load.get('socket_errors') or 'none'):>12}")
+    if result.get("code_change"):
+        code_change.print_table(result["code_change"])
+    print(f"\nJSON: {args.out}")
+    return 0
+
+
+def code_change_only(args) -> int:
+    result = {"code_change": code_change.run(args.code_change or 3, with_baseline=not args.skip_baseline,
+                                             keep=args.keep),
+              "cpus": os.cpu_count()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    code_change.print_table(result["code_change"])
     print(f"\nJSON: {args.out}")
     return 0
 
