@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.cluster
 
 
-def _run(stack: str) -> dict:
+def _run(stack: str, capsys) -> dict:
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nsenter", "unshare", "iptables", "wrk",
                                                                 "docker-registry")):
         pytest.skip("needs root, iproute2, util-linux, iptables, wrk and docker-registry")
@@ -28,6 +28,9 @@ def _run(stack: str) -> dict:
     out = state_dir() / "cluster-results" / f"{stack}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     result = stacks_on_swarm.main([stack], str(out))
+    if "line" in (result.get(stack) or {}):
+        with capsys.disabled():  # the run's line, `cluster fx: 3 nodes, ...`, also when pytest is quiet
+            print(f"\n{result[stack]['line']}")
     assert result["leftovers"] == []
     r = result[stack]
     loss = r["node_loss"]
@@ -37,12 +40,12 @@ def _run(stack: str) -> dict:
     return r
 
 
-def test_fx_on_three_nodes(docker_client):
-    fx = _run("fx")
+def test_fx_on_three_nodes(docker_client, capsys):
+    fx = _run("fx", capsys)
     assert fx["history"]["first_run_state"] == "success"
     assert fx["rolling_update"]["new"] != fx["rolling_update"]["old"]
     assert fx["rolling_update"]["requests"] > 0 and fx["rolling_update"]["failed"] == 0, fx["rolling_update"]
 
 
-def test_bsopt_on_three_nodes(docker_client):
-    _run("bsopt")
+def test_bsopt_on_three_nodes(docker_client, capsys):
+    _run("bsopt", capsys)
