@@ -213,7 +213,9 @@ def mlflow_server(tmp_path_factory):
     d = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     log = d / "mlflow.log"
-    env = service_env(MLFLOW_BACKEND_STORE_URI=f"sqlite:///{d / 'mlflow.db'}",
+    uri = f"sqlite:///{d / 'mlflow.db'}"
+    (d / "backend_store_uri").write_text(uri)  # a file, as Compose's secret
+    env = service_env(MLFLOW_BACKEND_STORE_URI_FILE=str(d / "backend_store_uri"),
                       MLFLOW_ARTIFACTS_DESTINATION=str(d / "artifacts"),
                       MLFLOW_HOST="127.0.0.1", MLFLOW_PORT=port, MLFLOW_WORKERS=1,
                       MLFLOW_PROMETHEUS_DIR=str(d / "prometheus"))
@@ -226,12 +228,12 @@ def mlflow_server(tmp_path_factory):
         _stop_group(proc)
         raise
     yield {"uri": f"http://127.0.0.1:{port}", "port": port, "dir": d, "log": log,
-           "artifacts": d / "artifacts"}
+           "artifacts": d / "artifacts", "backend_store_uri": uri, "pid": proc.pid}
     _stop_group(proc)
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
-    """The launcher execs `mlflow server`, which runs gunicorn as a child: stop the group."""
+    """The launcher execs gunicorn, whose workers are its children: stop the group."""
     import signal
 
     if proc.poll() is None:

@@ -11,40 +11,41 @@ from .conftest import service_env
 
 @pytest.mark.unit
 def test_command_line_from_environment(monkeypatch):
-    from fxservices.mlflow_server.__main__ import build_command
+    from fxservices.mlflow_server.settings import server
 
     monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", "postgresql://mlflow:pw@postgres:5432/mlflow")
     monkeypatch.delenv("MLFLOW_ARTIFACTS_DESTINATION", raising=False)
-    for name in ("MLFLOW_HOST", "MLFLOW_PORT", "MLFLOW_WORKERS"):
+    for name in ("MLFLOW_HOST", "MLFLOW_PORT", "MLFLOW_WORKERS", "MLFLOW_PROMETHEUS_DIR"):
         monkeypatch.delenv(name, raising=False)
-    cmd = build_command()
-    assert cmd[0].endswith("mlflow") and cmd[1] == "server"
-    args = dict(zip(cmd[2::1], cmd[3::1]))
-    assert args["--host"] == "0.0.0.0" and args["--port"] == "5000"
-    # the URI (with its password) goes to `mlflow server` in its environment: `ps` shows argv
-    assert "--backend-store-uri" not in cmd and not any("pw@" in c for c in cmd)
-    assert args["--artifacts-destination"] == "/data/mlflow-artifacts"
-    assert args["--default-artifact-root"] == "mlflow-artifacts:/"
-    assert "--serve-artifacts" in cmd
+    srv = server()
+    assert srv.command[1:3] == ["-m", "gunicorn"] and srv.command[-1] == "fxservices.mlflow_server.app:app"
+    args = dict(zip(srv.command[3::1], srv.command[4::1]))
+    assert args["-b"] == "0.0.0.0:5000" and args["-w"] == "2"
+    # the URI (with its password) is neither on the command line (`ps` shows argv) nor in the
+    # workers' environment: app.py opens the stores from the file
+    assert not any("pw@" in c for c in srv.command) and not any("pw@" in v for v in srv.env.values())
+    assert srv.env["_MLFLOW_SERVER_ARTIFACT_DESTINATION"] == "/data/mlflow-artifacts"
+    assert srv.env["_MLFLOW_SERVER_ARTIFACT_ROOT"] == "mlflow-artifacts:/"
+    assert srv.env["_MLFLOW_SERVER_SERVE_ARTIFACTS"] == "true"
     # prometheus-flask-exporter is in the mlflow group (the fx-mlflow image and this test env)
-    assert args["--expose-prometheus"] == "/tmp/mlflow-prometheus"
+    assert srv.env["prometheus_multiproc_dir"] == "/tmp/mlflow-prometheus"
 
 
 @pytest.mark.unit
-def test_no_metrics_flag_without_the_exporter(monkeypatch):
-    """An MLflow install without prometheus-flask-exporter: `mlflow server
-    --expose-prometheus` would exit at start, so the launcher leaves the flag out."""
-    from fxservices.mlflow_server.__main__ import build_command
+def test_no_metrics_without_the_exporter(monkeypatch):
+    """An MLflow install without prometheus-flask-exporter: MLflow's server would fail to import
+    it at start, so the launcher leaves the exporter's directory unset."""
+    from fxservices.mlflow_server.settings import server
 
     monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", "sqlite:///x.db")
     monkeypatch.setitem(sys.modules, "prometheus_flask_exporter", None)  # import blocked
-    cmd = build_command()
-    assert "--expose-prometheus" not in cmd and "--serve-artifacts" in cmd
+    srv = server()
+    assert "prometheus_multiproc_dir" not in srv.env and srv.env["_MLFLOW_SERVER_SERVE_ARTIFACTS"] == "true"
 
 
 @pytest.mark.unit
 def test_backend_store_uri_from_a_secret_file(monkeypatch, tmp_path):
-    from fxservices.mlflow_server.__main__ import backend_store_uri
+    from fxservices.mlflow_server.settings import backend_store_uri
 
     secret = tmp_path / "mlflow_backend_store_uri"
     secret.write_text("postgresql://mlflow:s3cret@postgres:5432/mlflow")
@@ -86,7 +87,7 @@ def test_server_serves_artifacts_and_metrics(mlflow_server, tmp_path, monkeypatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server["uri"])
 
     log = mlflow_server["log"].read_text()
-    assert "fx-mlflow: exec" in log and "--serve-artifacts" in log
+    assert "fx-mlflow: exec" in log and "fxservices.mlflow_server.app:app" in log
     client = mlflow.MlflowClient(tracking_uri=mlflow_server["uri"])
     exp = client.create_experiment("launcher-test")
     run = client.create_run(exp)
@@ -104,3 +105,22 @@ def test_server_serves_artifacts_and_metrics(mlflow_server, tmp_path, monkeypatc
     with urllib.request.urlopen(mlflow_server["uri"] + "/metrics", timeout=10) as r:
         body = r.read().decode()
     assert r.status == 200 and "mlflow_http_request_total" in body, body[:500]
+
+
+@pytest.mark.integration
+def test_the_backend_store_uri_is_in_no_process_environment(mlflow_server):
+    """The fixture hands the URI over in a file, as Compose does: neither the launcher's gunicorn
+    nor a worker has it in /proc/<pid>/environ or on its command line."""
+    from pathlib import Path
+
+    uri = mlflow_server["backend_store_uri"].encode()
+    pids, todo = [], [mlflow_server["pid"]]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            todo += [int(c) for c in (task / "children").read_text().split()]
+    assert len(pids) >= 2, pids                     # gunicorn and its worker
+    for pid in pids:
+        for part in ("environ", "cmdline"):
+            assert uri not in Path(f"/proc/{pid}/{part}").read_bytes(), (pid, part)
