@@ -124,7 +124,18 @@ def main(out_json: str | None) -> dict:
                                "--format", "{{.Node}} {{.CurrentState}}", check=False).stdout
             return {line.split()[0]: line for line in out.splitlines() if " Running" in line}
 
+        # the balancers answer once one replica serves: the other may still be starting, or both
+        # may run on one node (a run once found them on one node only); then a forced update
+        # places them again, each on the node with the fewest of them
         where = placement()
+        deadline = time.monotonic() + 120
+        while len(where) < 2 and time.monotonic() < deadline:
+            running = ns[0].docker("service", "ps", "smoke_fastapi", "--filter", "desired-state=running",
+                                   "--format", "{{.CurrentState}}", check=False).stdout.split("\n")
+            if sum(line.startswith("Running") for line in running) >= 2:
+                ns[0].docker("service", "update", "--force", "--detach=false", "--quiet", "smoke_fastapi")
+            time.sleep(1)
+            where = placement()
         result["replicas_on"] = sorted(where)
         victim = next(n for n in ns[1:] if n.name in where)
         # Swarm's view, polled beside the client so the client keeps its pace
