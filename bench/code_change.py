@@ -76,25 +76,25 @@ class Watch(threading.Thread):
 
     def __init__(self, api: str, pair: str, version: str, start: float, limit: float = 120):
         super().__init__(daemon=True)
-        self.api, self.pair, self.version, self.start, self.limit = api, pair, version, start, limit
+        self.api, self.pair, self.version, self.t0, self.limit = api, pair, version, start, limit
         self.new_code_s: float | None = None
         self.predict_s: float | None = None
         self.model_version: str | None = None
         self.statuses: dict[str, int] = {}
 
     def run(self) -> None:
-        while time.monotonic() - self.start < self.limit and self.predict_s is None:
+        while time.monotonic() - self.t0 < self.limit and self.predict_s is None:
             try:
                 if self.new_code_s is None:
                     r = requests.get(f"{self.api}/openapi.json", timeout=2)
                     if r.status_code == 200 and r.json()["info"]["version"] == self.version:
-                        self.new_code_s = time.monotonic() - self.start
+                        self.new_code_s = time.monotonic() - self.t0
                         continue
                 else:
                     r = requests.post(f"{self.api}/predict", json={"pair": self.pair}, timeout=5)
                     self.statuses[str(r.status_code)] = self.statuses.get(str(r.status_code), 0) + 1
                     if r.status_code == 200:
-                        self.predict_s = time.monotonic() - self.start
+                        self.predict_s = time.monotonic() - self.t0
                         self.model_version = r.json()["model_version"]
                         return
             except (requests.RequestException, ValueError, KeyError):
@@ -110,74 +110,105 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 2)
 
 
-def ours_runs(env: dict, repo: Path, api: str, pair: str, runs: int, out) -> list[dict]:
-    fxstack = str(Path(sys.executable).with_name("fxstack"))
-    results = []
-    for n in range(1, runs + 1):
-        version = f"1.0.0+ours.{n}.{time.time_ns()}"
-        set_version(repo / APP, version)
-        start = time.monotonic()
-        watch = Watch(api, pair, version, start)
-        watch.start()
-        proc = subprocess.run([fxstack, "up"], env=env, capture_output=True, text=True)
-        returned = time.monotonic() - start
-        if proc.returncode != 0:
-            raise RuntimeError(f"fxstack up failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        watch.join()
-        row = {"up_returned_s": round(returned, 2), **watch.result(),
-               "up_log": [l for l in proc.stdout.splitlines() + proc.stderr.splitlines()
-                          if l.strip().startswith("[") or "ready" in l][-12:]}
-        print(f"   ours {n}: new code {row['new_code_answers_s']} s, /predict 200 {row['predict_200_s']} s, "
-              f"up returned {row['up_returned_s']} s", file=out, flush=True)
-        results.append(row)
-    return results
-
-
-def baseline_runs(target, repo: Path, work: Path, api: str, pair: str, runs: int, out) -> dict:
-    """The same change the Dockerfile way: the baseline image of fx-fastapi built once (cold,
-    untimed) and swapped in; then per run, the edit in its context, `docker build` and
-    `docker compose up -d fastapi`, timed to the same answers."""
-    import baseline
-
-    from fxstack.image.builder import Builder
-
-    builder = Builder(root=repo, log=lambda m: None)
-    ctx = baseline.prepare(builder, repo, work / "baseline", ["fx-fastapi"])["fx-fastapi"]
-    tag = "fxbench/fx-fastapi:code-change"
-    log = lambda m: print(m, file=out, flush=True)  # noqa: E731
-    log("== baseline: docker build of fx-fastapi (cold, untimed)")
-    cold = baseline.docker_build(ctx, tag)
-
-    def compose_up(version_tag: str) -> None:
-        env = dict(target.process_env(), FX_FASTAPI_IMAGE=version_tag)
-        subprocess.run(target.command("up", "-d", "fastapi"), env=env, check=True, capture_output=True)
-
-    first = f"1.0.0+baseline.0.{time.time_ns()}"
-    set_version(ctx / APP, first)
-    baseline.docker_build(ctx, tag)
+def timed_change(api: str, pair: str, version: str, change, out, label: str) -> dict:
+    """Run `change()` (which makes `version` live its own way) and time it against a Watch."""
     start = time.monotonic()
-    watch = Watch(api, pair, first, start, limit=300)
+    watch = Watch(api, pair, version, start)
     watch.start()
-    compose_up(tag)
+    row = change() or {}
+    row["returned_s"] = round(time.monotonic() - start, 2)
     watch.join()
-    first_swap = watch.result()
-    rows = []
-    for n in range(1, runs + 1):
-        version = f"1.0.0+baseline.{n}.{time.time_ns()}"
-        set_version(ctx / APP, version)
-        start = time.monotonic()
-        watch = Watch(api, pair, version, start)
-        watch.start()
-        built = baseline.docker_build(ctx, tag)
-        compose_up(tag)
-        returned = time.monotonic() - start
-        watch.join()
-        row = {"docker_build_s": round(built, 2), "build_and_compose_up_returned_s": round(returned, 2),
-               **watch.result()}
-        log(f"   baseline {n}: new code {row['new_code_answers_s']} s, /predict 200 {row['predict_200_s']} s, "
-            f"build {row['docker_build_s']} s")
-        rows.append(row)
-    return {"cold_build_s": round(cold, 1), "first_swap": first_swap, "runs": rows}
+    row.update(watch.result())
+    print(f"   {label}: new code {row['new_code_answers_s']} s, /predict 200 {row['predict_200_s']} s, "
+          f"command returned {row['returned_s']} s", file=out, flush=True)
+    return row
+
+
+class Sides:
+    """The three ways of making a code change live, one run each per round:
+    - up:       ours as a user runs it, `fxstack up` (build, load, recreate, wait until ready)
+    - compose:  ours without the harness's wait: `fxstack build fx-fastapi --load`, then
+                `docker compose up -d fastapi`, as the baseline does it (isolates the image and
+                the builder from `up`'s checks and readiness wait)
+    - baseline: the edit in a Dockerfile context, `docker build`, `docker compose up -d fastapi`"""
+
+    def __init__(self, target, env: dict, repo: Path, work: Path, out):
+        self.target, self.env, self.repo, self.out = target, env, repo, out
+        self.bin = Path(sys.executable).parent
+        self.ctx: Path | None = None
+        self.work = work
+
+    def _run(self, cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(cmd, env=env or self.env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def compose_up_fastapi(self, ref: str) -> None:
+        self._run(self.target.command("up", "-d", "fastapi"), dict(self.target.process_env(), FX_FASTAPI_IMAGE=ref))
+
+    def up(self, version: str) -> dict:
+        set_version(self.repo / APP, version)
+        proc = self._run([str(self.bin / "fxstack"), "up"])
+        return {"up_log": [l for l in proc.stdout.splitlines() + proc.stderr.splitlines()
+                           if l.strip().startswith("[") or "ready" in l][-12:]}
+
+    def compose(self, version: str) -> dict:
+        from fxstack.envfile import read_env
+        from fxstack.paths import state_dir
+
+        set_version(self.repo / APP, version)
+        t0 = time.monotonic()
+        self._run([str(self.bin / "fxstack"), "build", "fx-fastapi", "--load"])
+        built = time.monotonic() - t0
+        self.compose_up_fastapi(read_env(state_dir() / "images.env")["FX_FASTAPI_IMAGE"])
+        return {"build_load_s": round(built, 2)}
+
+    def prepare_baseline(self, api: str, pair: str) -> dict:
+        """The baseline image of fx-fastapi, built once from nothing (untimed)."""
+        import baseline
+
+        from fxstack.image.builder import Builder
+
+        builder = Builder(root=self.repo, log=lambda m: None)
+        self.ctx = baseline.prepare(builder, self.repo, self.work / "baseline", ["fx-fastapi"])["fx-fastapi"]
+        print("== baseline: docker build of fx-fastapi (cold, untimed)", file=self.out, flush=True)
+        return {"cold_build_s": round(baseline.docker_build(self.ctx, BASELINE_TAG), 1)}
+
+    def baseline(self, version: str) -> dict:
+        import baseline
+
+        set_version(self.ctx / APP, version)
+        built = baseline.docker_build(self.ctx, BASELINE_TAG)
+        self.compose_up_fastapi(BASELINE_TAG)
+        return {"docker_build_s": round(built, 2)}
+
+
+BASELINE_TAG = "fxbench/fx-fastapi:code-change"
+# what a worker imports before it can load the model, timed in a fresh container of an image
+WARM_IMPORTS = ("import time; t = time.perf_counter(); import fxservices.inference.app, feast, mlflow, "
+                "mlflow.xgboost, xgboost; print(round(time.perf_counter() - t, 2))")
+
+
+def read_env_ref() -> str:
+    from fxstack.envfile import read_env
+    from fxstack.paths import state_dir
+
+    return read_env(state_dir() / "images.env")["FX_FASTAPI_IMAGE"]
+
+
+def fresh_container_imports(refs: list[str], out, rounds: int = 3) -> dict[str, list[float]]:
+    """The worker's imports in a new container of each image, interleaved: tells the image's
+    part in a start from the harness's."""
+    times: dict[str, list[float]] = {ref: [] for ref in refs}
+    for _ in range(rounds):
+        for ref in refs:
+            proc = subprocess.run(["docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp", "-e",
+                                   "PYTHONWARNINGS=ignore", ref, "python3", "-c", WARM_IMPORTS],
+                                  capture_output=True, text=True)
+            times[ref].append(float(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None)
+    print(f"   imports in a fresh container: {times}", file=out, flush=True)
+    return times
 
 
 def median_of(rows: list[dict], key: str) -> float | None:
@@ -187,7 +218,7 @@ def median_of(rows: list[dict], key: str) -> float | None:
 
 def run(runs: int = 3, *, with_baseline: bool = True, out=sys.stderr, keep: bool = False) -> dict:
     """The scenario from nothing: its own stack from a copy, the DAG once (a registered model
-    to serve), `runs` changes ours, then `runs` the baseline's; removed (volumes too) after."""
+    to serve), then `runs` rounds of one change per side (Sides); removed (volumes too) after."""
     import tempfile
 
     from fxstack.paths import state_dir
@@ -225,16 +256,23 @@ def run(runs: int = 3, *, with_baseline: bool = True, out=sys.stderr, keep: bool
         e2e_run = e2e.run(target, out=out)
         ep = e2e.endpoints(target)
         result["model_version"] = e2e_run.model_version
-        print("== ours: one-line change, `fxstack up`", file=out, flush=True)
-        ours = ours_runs(env, repo, ep.api, ep.pairs[0], runs, out)
-        result["ours"] = {"runs": ours, **{f"median_{k}": median_of(ours, k) for k in
-                                           ("new_code_answers_s", "predict_200_s", "up_returned_s")}}
+        sides = Sides(target, env, repo, work, out)
+        names = ["up", "compose"] + (["baseline"] if with_baseline else [])
         if with_baseline:
-            base = baseline_runs(target, repo, work, ep.api, ep.pairs[0], runs, out)
-            base.update({f"median_{k}": median_of(base["runs"], k) for k in
-                         ("new_code_answers_s", "predict_200_s", "docker_build_s",
-                          "build_and_compose_up_returned_s")})
-            result["baseline"] = base
+            result["baseline_image"] = sides.prepare_baseline(ep.api, ep.pairs[0])
+        rows: dict[str, list[dict]] = {name: [] for name in names}
+        # interleaved, so that what the machine does meanwhile (Airflow after the DAG run,
+        # other work) weighs on every side alike
+        for n in range(1, runs + 1):
+            for name in names:
+                version = f"1.0.0+{name}.{n}.{time.time_ns()}"
+                rows[name].append(timed_change(ep.api, ep.pairs[0], version,
+                                               lambda: getattr(sides, name)(version), out, f"{name} {n}"))
+        result["fresh_container_import_s"] = fresh_container_imports(
+            [read_env_ref()] + ([BASELINE_TAG] if with_baseline else []), out)
+        for name in names:
+            result[name] = {"runs": rows[name], **{f"median_{k}": median_of(rows[name], k) for k in
+                                                   ("new_code_answers_s", "predict_200_s", "returned_s")}}
     finally:
         if not keep:
             try:
@@ -254,17 +292,17 @@ def run(runs: int = 3, *, with_baseline: bool = True, out=sys.stderr, keep: bool
 
 
 def print_table(r: dict) -> None:
-    o, b = r.get("ours") or {}, r.get("baseline") or {}
+    sides = [s for s in ("up", "compose", "baseline") if r.get(s)]
+    heads = {"up": "fxstack up", "compose": "build+compose", "baseline": "baseline"}
 
     def s(v):
         return "-" if v is None else f"{v:.2f} s"
-    print(f"\n{'one-line change -> running stack (median of ' + str(r['runs']) + ')':52} {'ours':>9} {'baseline':>9}  target")
-    print(f"{'  first answer of the new code (published port)':52} {s(o.get('median_new_code_answers_s')):>9} "
-          f"{s(b.get('median_new_code_answers_s')):>9}")
-    print(f"{'  first POST /predict 200 from the new container':52} {s(o.get('median_predict_200_s')):>9} "
-          f"{s(b.get('median_predict_200_s')):>9}  < 5 s")
-    print(f"{'  `fxstack up` returned (stack healthy and ready)':52} {s(o.get('median_up_returned_s')):>9} "
-          f"{s(b.get('median_build_and_compose_up_returned_s')):>9}  (baseline: build + compose up -d)")
+    print(f"\n{'one-line change -> running stack (median of ' + str(r['runs']) + ')':50}"
+          + "".join(f"{heads[x]:>15}" for x in sides) + "  target")
+    for key, what, target in (("new_code_answers_s", "first answer of the new code", "< 5 s"),
+                              ("predict_200_s", "first POST /predict 200 (registered model)", ""),
+                              ("returned_s", "the command returned", "")):
+        print(f"{'  ' + what:50}" + "".join(f"{s(r[x].get('median_' + key)):>15}" for x in sides) + f"  {target}")
 
 
 if __name__ == "__main__":

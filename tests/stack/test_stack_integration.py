@@ -292,3 +292,64 @@ def test_up_refuses_a_port_another_projects_container_publishes(stack, docker_cl
         assert f"127.0.0.1:{port}" in str(err.value) and "FX_GRAFANA_PORT" in str(err.value)
     finally:
         other.remove(force=True, v=True)
+
+
+# ------------------------------------------------------------------ a code change reaches the stack
+def test_a_code_change_then_up_serves_the_new_code(stack, docker_client, ep, e2e_result, tmp_path, monkeypatch):
+    """A one-line change to the inference API, then `up` as after any edit: fx-fastapi is
+    rebuilt and loaded, Compose recreates that container only, and when `up` returns the
+    published port answers with the new code and the registered model. (How fast is
+    `./fx bench-stack`'s business.) The checkout is not edited: the change is made in a copy,
+    built into a state of its own that starts as a copy of the checkout's; afterwards `up`
+    from the checkout's state puts the original image back."""
+    import re
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from fxstack.image.builder import cache_dir
+    from fxstack.paths import repo_root, state_dir
+
+    root, state = repo_root(), state_dir()
+    target = stack["target"].but(root=root)  # the compose files stay the checkout's own
+    copy, own = tmp_path / "repo", tmp_path / "state"
+    for part in ("images", "src", "pyproject.toml", "poetry.lock"):
+        (shutil.copytree if (root / part).is_dir() else shutil.copy)(root / part, copy / part)
+    version = f"1.0.0+test.{time.time_ns()}"
+    app = copy / "src/fxservices/inference/app.py"
+    text, n = re.subn(r'(app = FastAPI\(title="FX inference API", version=)"[^"]*"', rf'\1"{version}"',
+                      app.read_text(), count=1)
+    assert n == 1, "the app's version line moved: update this test"
+    app.write_text(text)
+    shutil.copytree(state / "oci" / "blobs", own / "oci" / "blobs", copy_function=os.link)
+    for name in ("oci/index.json", "oci/oci-layout", "images.env", "registry/blob-repos.json"):
+        if (state / name).is_file():
+            (own / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(state / name, own / name)
+    def containers() -> dict[str, str]:
+        return {svc: docker_client.containers.get(st.container).id for svc, st in target.states(docker_client).items()}
+
+    before = containers()
+    old_ref = read_env(state / "images.env")["FX_FASTAPI_IMAGE"]
+    monkeypatch.setenv("FXSTACK_ROOT", str(copy))
+    monkeypatch.setenv("FXSTACK_STATE", str(own))
+    monkeypatch.setenv("FXSTACK_CACHE", str(cache_dir(state)))
+    new_ref = None
+    try:
+        lifecycle.up(target, out=sys.stderr)
+        new_ref = read_env(own / "images.env")["FX_FASTAPI_IMAGE"]
+        assert new_ref != old_ref
+        r = requests.get(f"{ep.api}/openapi.json", timeout=10)
+        assert r.status_code == 200 and r.json()["info"]["version"] == version
+        r = e2e.predict(ep, ep.pairs[0])
+        assert r.status_code == 200, r.text
+        assert e2e.response_version(r.json()) == e2e_result.model_version
+        after = containers()
+        assert {svc for svc in after if after[svc] != before.get(svc)} == {"fastapi"}
+        assert docker_client.containers.get(target.states(docker_client)["fastapi"].container).image.tags == [new_ref]
+    finally:
+        monkeypatch.undo()
+        lifecycle.up(target, build=False, out=sys.stderr)
+        if new_ref:
+            docker_client.images.remove(new_ref, noprune=False)
+    assert requests.get(f"{ep.api}/openapi.json", timeout=10).json()["info"]["version"] != version

@@ -252,7 +252,9 @@ def wait_healthy(dc, target: Target, services: list[str], oneshots: set[str], *,
         return None
 
     try:
-        return poll(look, timeout=max(0.0, timeout - (time.monotonic() - start)), interval=1.0)
+        # every half second: a look is a dozen Engine API calls; after a code change the wait
+        # is for one recreated container, and a second between looks was up to a second late
+        return poll(look, timeout=max(0.0, timeout - (time.monotonic() - start)), interval=0.5)
     except TimedOut:
         slow = watch.not_ready()
         raise service_failure(dc, target, slow[0], states.get(slow[0]),
