@@ -86,7 +86,10 @@ def test_probes_limits_gpu_and_services():
     files = rendered("fx")
     api = by_kind(files, "Deployment")["fastapi"]["spec"]["template"]["spec"]["containers"][0]
     assert api["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8000}
-    assert api["startupProbe"]["failureThreshold"] == 12 + 12  # 60 s start period / 5 s, then 12 retries
+    h = model("fx").services["fastapi"].health
+    # the startup probe covers the start period, then the check's retries (Compose's values)
+    assert api["startupProbe"]["failureThreshold"] == round(h.start_period / h.interval) + h.retries
+    assert api["startupProbe"]["periodSeconds"] == max(1, round(h.interval))
     assert api["resources"]["limits"]["memory"] == "1024Mi"
     worker = by_kind(files, "Deployment")["airflow-worker"]["spec"]["template"]["spec"]["containers"][0]
     assert worker["readinessProbe"]["tcpSocket"] == {"port": 8793}
