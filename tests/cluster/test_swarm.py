@@ -119,18 +119,14 @@ class _ReadyServer:
         self.server.server_close()
 
     def probe(self, status: int, body: dict) -> int:
-        """The fx entry probe's script run in this process against the server answering
-        `status` with `body`: the exit status `python3 -c` would give."""
+        """The fx entry probe run by bash, as Docker runs it, against the server answering
+        `status` with `body`: its exit status."""
         self.answer = (status, body)
         test = swarm.entry_probe(self.server.server_port, "/ready", swarm.WARMING["fx"])
-        assert test[:3] == ["CMD", "python3", "-c"]
-        try:
-            exec(compile(test[3], "<probe>", "exec"), {"__name__": "__main__"})
-        except SystemExit as done:
-            return done.code if isinstance(done.code, int) else int(bool(done.code))
-        except Exception:  # uncaught: python3 -c exits 1
-            return 1
-        return 0
+        assert test[:3] == ["CMD", "bash", "-c"]
+        # `docker stack deploy` reads `$$` as `$`
+        return subprocess.run(["bash", "-c", test[3].replace("$$", "$")], capture_output=True,
+                              timeout=10).returncode
 
 
 @pytest.mark.integration
@@ -152,6 +148,9 @@ def test_fx_entry_health_check_is_the_readiness_gate():
         assert ready.probe(503, {"ready": False, "missing": [
             "model: no version of model 'fx-direction' carries the alias 'serving'", "features: redis"]}) == 0
         assert ready.probe(500, {"detail": "boom"}) == 1
+    with _ReadyServer() as gone:
+        pass
+    assert gone.probe(200, {}) == 1, "nothing listening: unhealthy"
     # bsopt's API already checks /ready on Compose: its check is Compose's
     assert "/ready" in str(stack_file("bsopt")[0]["services"]["api"]["healthcheck"]["test"])
 
