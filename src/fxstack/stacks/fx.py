@@ -39,11 +39,15 @@ HEADER = """\
 
 REDIS_ACL_USERS = {
     # user: (password key, ACL rules). Every user reaches every key (~*): Feast and Celery
-    # share the instance (db 0 and db 1); what differs is the commands.
-    "airflow": ("REDIS_AIRFLOW_PASSWORD", "~* &* +@all"),
-    "api": ("REDIS_API_PASSWORD", "~* -@all +@read +@connection"),
+    # share the instance (db 0 and db 1); what differs is the commands. No client may run what
+    # administers the server or blocks it (@dangerous: FLUSHALL, CONFIG SET, ACL, SHUTDOWN, KEYS,
+    # DEBUG, MODULE, REPLICAOF ...), nor flush or kill the server's scripts and functions:
+    # Celery and Feast send none of it.
+    "airflow": ("REDIS_AIRFLOW_PASSWORD", "~* &* +@all -@dangerous -script|flush -script|kill -function"),
+    # (@connection alone would give CLIENT KILL and CLIENT PAUSE: -@dangerous takes them back.)
+    "api": ("REDIS_API_PASSWORD", "~* -@all +@read +@connection -@dangerous"),
     "exporter": ("REDIS_EXPORTER_PASSWORD",
-                 "~* -@all +@read +@connection +info +config|get +latency +slowlog +memory +client|list"),
+                 "~* -@all +@read +@connection -@dangerous +info +config|get +latency +slowlog +memory +client|list"),
     "probe": ("REDIS_PROBE_PASSWORD", "-@all +ping"),
 }
 
