@@ -153,24 +153,19 @@ def test_cli_prints_the_stored_sbom(tmp_path, monkeypatch, capsys):
     assert main(["sbom", "no-such-image"]) == 2
 
 
-def test_up_writes_missing_sboms_in_a_process_of_its_own(tmp_path):
-    """`up` hands the SBOMs its new images lack to a niced process beside the stack's start
-    (workflow.ensure.sboms_later): the same bytes as written in process, none started when
-    nothing is missing, and a failure raised by wait() with what the process said."""
-    from fxstack.errors import FxError
+def test_up_writes_only_the_missing_sboms_after_the_stack_is_ready(tmp_path):
+    """`up` writes the SBOMs its new images lack once the stack is ready
+    (workflow.ensure.missing_sboms, write_sboms): the same bytes as `attach`, and nothing is
+    missing afterwards."""
     from fxstack.image.builder import Builder, BuiltImage
-    from fxstack.workflow.ensure import sboms_later
+    from fxstack.workflow.ensure import missing_sboms, write_sboms
 
     store, spec, lock, digest = _image(tmp_path)
     builder = Builder(root=repo_root(), state=tmp_path, log=lambda m: None)
     image = BuiltImage(spec.name, digest, [], 0.0)
-    writer = sboms_later(builder, [image])
-    assert writer is not None
-    writer.wait()
+    assert missing_sboms(builder, [image]) == [image]
+    write_sboms(builder, [image])
     written = sbom.attached(store, spec.name, digest)
     assert written and store.has(written)
     assert sbom.attach(store, spec, lock, digest) == written
-    assert sboms_later(builder, [image]) is None
-    gone = BuiltImage(spec.name, "sha256:" + "0" * 64, [], 0.0)
-    with pytest.raises(FxError, match="SBOMs failed"):
-        sboms_later(builder, [gone]).wait()
+    assert missing_sboms(builder, [image]) == []

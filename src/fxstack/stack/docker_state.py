@@ -49,13 +49,17 @@ class ServiceState:
         return self.state == "running" and self.health in ("healthy", "none")
 
 
-def project_containers(dc, project: str, all_: bool = True) -> list:
-    """The Compose project's containers, inspected; ones removed meanwhile (Compose recreating) are skipped."""
+def project_containers(dc, project: str, all_: bool = True, services: set[str] | None = None) -> list:
+    """The Compose project's containers (of `services` only, when given), inspected; ones removed
+    meanwhile (Compose recreating) are skipped."""
     from docker.errors import NotFound
 
     found = []
     for c in dc.containers.list(all=all_, sparse=True,
                                 filters={"label": f"com.docker.compose.project={project}"}):
+        # (a sparse object holds the list endpoint's fields: its labels, not Config)
+        if services is not None and (c.attrs.get("Labels") or {}).get("com.docker.compose.service") not in services:
+            continue
         try:
             c.reload()
         except NotFound:
@@ -64,10 +68,11 @@ def project_containers(dc, project: str, all_: bool = True) -> list:
     return found
 
 
-def service_states(dc, project: str) -> dict[str, ServiceState]:
-    """The newest container of each service in the project (one-offs excluded)."""
+def service_states(dc, project: str, services: set[str] | None = None) -> dict[str, ServiceState]:
+    """The newest container of each service in the project (of `services` only, when given;
+    one-offs excluded)."""
     result: dict[str, ServiceState] = {}
-    for c in project_containers(dc, project):
+    for c in project_containers(dc, project, services=services):
         labels = c.labels
         if labels.get("com.docker.compose.oneoff") == "True":
             continue

@@ -8,12 +8,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from ..envfile import ensure_env_file, read_env
 from ..errors import FxError
 from ..poll import TimedOut, poll
-from ..workflow.ensure import SbomWriter, build_and_load, sboms_later
+from ..workflow.ensure import build_and_load, missing_sboms, write_sboms
 from . import custody, readiness
 from . import docker_state as ds
 from .compose import explain_compose_error, find_compose, images_env_file, published_ports, required_vars
@@ -37,15 +37,19 @@ def image_vars(target: Target) -> list[str]:
     return names + [v for v in nix_only_images(target) if v not in names]
 
 
-def ensure_images(target: Target, build: bool, out: TextIO) -> tuple[dict[str, str], SbomWriter | None]:
+def ensure_images(target: Target, build: bool, out: TextIO) -> tuple[dict[str, str], Callable[[], None] | None]:
     """Build/load what is missing (the builder's job), then return {VAR: ref} from images.env,
-    and the writer of the SBOMs that the new images still lack (wait() for it before done)."""
+    and what writes the SBOMs the new images lack (None if none): `up` calls it once the stack
+    is ready. After a code change that is a second of CPU (poetry.lock parsed, the dpkg
+    database read out of the root filesystem layer, the CycloneDX serialiser) which, before
+    Compose or beside the starting container, delayed the new API's first answer."""
     nix_only = nix_only_images(target)
     names = [image_var_to_name(v) for v in image_vars(target) if v not in nix_only]
     sboms = None
     if build:
         builder, images, _ = build_and_load(names, lambda msg: print(f"  build: {msg}", file=out, flush=True))
-        sboms = sboms_later(builder, images)
+        if missing := missing_sboms(builder, images):
+            sboms = lambda: write_sboms(builder, missing)  # noqa: E731
     refs = read_env(images_env_file())
     wanted = image_vars(target)
     absent = [v for v in wanted if not refs.get(v)]
@@ -242,7 +246,14 @@ def wait_healthy(dc, target: Target, services: list[str], oneshots: set[str], *,
 
     def look() -> WaitResult | None:
         nonlocal states
-        states = ds.service_states(dc, target.project_name)
+        # Once Compose is done, only the services not ready yet are inspected: after a code
+        # change that is one container of eleven. Each look was a dozen Engine API calls, and
+        # dockerd's work (like this process's) competes with the starting container's: in
+        # cgroup terms all containers together weigh as much as dockerd alone.
+        # (A service once ready is not looked at again in this wait.)
+        waiting = None if compose_running() else set(watch.not_ready())
+        fresh = ds.service_states(dc, target.project_name, services=waiting)
+        states = fresh if waiting is None else {**{s: st for s, st in states.items() if s not in waiting}, **fresh}
         now = time.monotonic()
         view.render({svc: watch.row(svc, states.get(svc), now, compose_running()) for svc in services})
         if compose_proc is not None and not compose_running() and compose_proc.returncode != 0:
@@ -318,14 +329,9 @@ def up(target: Target, *, build: bool = True, timeout: float = 900, out: TextIO 
     custody.check_before_up(dc, target, out)  # another checkout's stack, data made with other secrets
     print(f"{target.cmd('up')}{variants}: checking images", file=out, flush=True)
     refs, sboms = ensure_images(target, build, out)
-    try:
-        result = _start_and_wait(target, dc, refs, timeout, out)
-    except BaseException:
-        if sboms is not None:
-            sboms.proc.wait()  # its own failure would hide the one being raised
-        raise
-    if sboms is not None:  # written beside the start (a second of CPU after a code change)
-        sboms.wait()
+    result = _start_and_wait(target, dc, refs, timeout, out)
+    if sboms is not None:
+        sboms()
     print_urls(target, dc, out)
     return result
 
