@@ -68,6 +68,9 @@ def test_a_worker_without_a_model_answers_503_while_the_first_version_loads(app_
     with TestClient(app_module.app, raise_server_exceptions=False) as c:
         r = c.get("/ready")  # this worker's check has run: nothing registered
         assert r.status_code == 503 and "no version of model" in r.json()["missing"][0]
+        # fx-fastapi's health check on Swarm (entry_probe) reads /ready's words: a task that waits
+        # for something outside it is healthy (kept), one still warming up is not (not in DNS yet)
+        assert not warming(r.json()["missing"]), r.json()
         models = app_module.services.models
         started, release = threading.Event(), threading.Event()
         real_load = models._load
@@ -101,6 +104,21 @@ def test_a_worker_without_a_model_answers_503_while_the_first_version_loads(app_
         checks = c.get("/ready").json()["checks"]
         assert checks["model"]["version"] == version
         assert checks["workers"] == {str(os.getpid()): version}
+        # a second worker that has not started yet: warming (the first check of a worker that
+        # has started is tests/cluster/test_swarm.py's, with the model cache's own words)
+        os.environ["FX_API_WORKERS"] = "2"
+        try:
+            missing = c.get("/ready").json()["missing"]
+            assert warming(missing) and "not every worker serves" in missing[0], missing
+        finally:
+            del os.environ["FX_API_WORKERS"]
+
+
+def warming(missing: list[str]) -> bool:
+    """Whether fx-fastapi's Swarm health check reads these words of /ready as a task warming up."""
+    from fxstack.cluster.swarm import WARMING
+
+    return any(marker in m for m in missing for marker in WARMING["fx"])
 
 
 def test_ready_counts_every_worker(app_env, monkeypatch):
