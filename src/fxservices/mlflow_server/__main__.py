@@ -12,13 +12,12 @@ import sys
 
 from fxservices.common.config import ConfigError
 
-from .settings import DEFAULT_ARTIFACT_ROOT, backend_store_uri, server
+from .settings import open_stores, server
 
 
 def main() -> None:
     try:
         srv = server()
-        uri = backend_store_uri()
     except ConfigError as exc:
         print(f"fx-mlflow: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -30,9 +29,7 @@ def main() -> None:
                 print(f"fx-mlflow: {what}={directory}: cannot create it ({exc}); mount a volume "
                       f"writable by uid {os.getuid()} there", file=sys.stderr)
                 sys.exit(2)
-    from mlflow.server.handlers import initialize_backend_stores
-
-    initialize_backend_stores(uri, uri, DEFAULT_ARTIFACT_ROOT)
+    open_stores()
     print(f"fx-mlflow: exec {' '.join(srv.command)}", file=sys.stderr, flush=True)
     os.execve(srv.command[0], srv.command, {**os.environ, **srv.env})
 

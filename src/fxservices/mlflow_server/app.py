@@ -9,12 +9,9 @@ handlers read them there, and they hold no secret.
 """
 from __future__ import annotations
 
-from mlflow.server import app, handlers  # noqa: F401 (gunicorn loads `app`)
+from mlflow.server import app  # noqa: F401 (gunicorn loads `app`)
 
-from .settings import DEFAULT_ARTIFACT_ROOT, backend_store_uri
+from .settings import open_stores
 
-_uri = backend_store_uri()
-# The tracking store and the model registry in the same database, as `mlflow server` without
-# --registry-store-uri has them; the tables exist already (the launcher created or upgraded them).
-handlers.initialize_backend_stores(_uri, _uri, DEFAULT_ARTIFACT_ROOT)
-del _uri
+# the tables exist already: the launcher created or upgraded them before the workers started
+open_stores()

@@ -27,6 +27,16 @@ def backend_store_uri() -> str:
              "postgresql://mlflow:<password>@postgres:5432/mlflow")
 
 
+def open_stores() -> None:
+    """MLflow's tracking store and model registry, opened in this process from the backend store
+    URI (both in the same database, as `mlflow server` without --registry-store-uri has them);
+    the first open creates or upgrades the tables."""
+    from mlflow.server.handlers import initialize_backend_stores
+
+    uri = backend_store_uri()
+    initialize_backend_stores(uri, uri, DEFAULT_ARTIFACT_ROOT)
+
+
 @dataclass(frozen=True)
 class Server:
     command: list[str]          # gunicorn's command line: no secret on it (`ps` shows argv)
