@@ -302,30 +302,21 @@ def test_a_code_change_then_up_serves_the_new_code(stack, docker_client, ep, e2e
     `./fx bench-stack`'s business.) The checkout is not edited: the change is made in a copy,
     built into a state of its own that starts as a copy of the checkout's; afterwards `up`
     from the checkout's state puts the original image back."""
-    import re
-    import shutil
     import sys
-    from pathlib import Path
 
     from fxstack.image.builder import cache_dir
     from fxstack.paths import repo_root, state_dir
 
+    sys.path.insert(0, str(repo_root() / "bench"))
+    from code_change import APP, copy_checkout, seed_state, set_version  # the benchmark's own steps
+
     root, state = repo_root(), state_dir()
     target = stack["target"].but(root=root)  # the compose files stay the checkout's own
-    copy, own = tmp_path / "repo", tmp_path / "state"
-    for part in ("images", "src", "pyproject.toml", "poetry.lock"):
-        (shutil.copytree if (root / part).is_dir() else shutil.copy)(root / part, copy / part)
+    copy, own = copy_checkout(tmp_path / "repo"), tmp_path / "state"
     version = f"1.0.0+test.{time.time_ns()}"
-    app = copy / "src/fxservices/inference/app.py"
-    text, n = re.subn(r'(app = FastAPI\(title="FX inference API", version=)"[^"]*"', rf'\1"{version}"',
-                      app.read_text(), count=1)
-    assert n == 1, "the app's version line moved: update this test"
-    app.write_text(text)
-    shutil.copytree(state / "oci" / "blobs", own / "oci" / "blobs", copy_function=os.link)
-    for name in ("oci/index.json", "oci/oci-layout", "images.env", "registry/blob-repos.json"):
-        if (state / name).is_file():
-            (own / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(state / name, own / name)
+    set_version(copy / APP, version)
+    seed_state(own, state)
+
     def containers() -> dict[str, str]:
         return {svc: docker_client.containers.get(st.container).id for svc, st in target.states(docker_client).items()}
 
