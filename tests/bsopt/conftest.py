@@ -19,6 +19,7 @@ NEEDS = {
     "test_api.py": ("numpy", "scipy", "fastapi", "httpx", "graphene", "celery", "psycopg2", "redis"),
     "test_neural.py": ("numpy", "scipy", "sklearn", "fastapi", "httpx"),
     "test_scraper_host.py": ("playwright", "psycopg2", "redis", "celery", "uvicorn"),
+    "test_scrape_requests.py": ("playwright", "psycopg2", "redis", "celery"),
 }
 
 

@@ -32,7 +32,8 @@ from servicekit.web import Detail
 from ..common import http
 from ..common.db import Database
 from ..common.errors import InputError, Problem
-from ..common.settings import DEAD_LETTER_KEY, SCRAPE_QUEUE, SCRAPE_STATUS, Settings
+from ..common import scrape_requests
+from ..common.settings import DEAD_LETTER_KEY, SCRAPE_STATUS, Settings
 from ..pricing import bsm
 from ..tasks.celery_app import TASKS
 from ..tasks.celery_app import app as celery_app
@@ -242,7 +243,7 @@ def request_scrape():
     sid = uuid.uuid4().hex
     rds.set(SCRAPE_STATUS.format(sid), json.dumps({"id": sid, "state": "queued", "queued_at": time.time()}),
             ex=3600)
-    rds.rpush(SCRAPE_QUEUE, sid)
+    scrape_requests.push(rds, sid)
     return {"id": sid, "state": "queued", "url": f"/scrapes/{sid}"}
 
 

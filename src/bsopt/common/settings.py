@@ -50,6 +50,8 @@ class Settings:
     board_url: str
     scrape_targets: tuple[str, ...]
     scrape_interval: float
+    # a request another scraper took and did not finish within this many seconds is run again
+    scrape_claim_after: float
     risk_free_rate: float
 
     @classmethod
@@ -70,11 +72,11 @@ class Settings:
             board_url=board,
             scrape_targets=targets,
             scrape_interval=float(env.get("BSOPT_SCRAPE_INTERVAL", "60")),
+            scrape_claim_after=float(env.get("BSOPT_SCRAPE_CLAIM_AFTER", "60")),
             risk_free_rate=float(env.get("BSOPT_RISK_FREE_RATE", "0.03")),
         )
 
 
 # Redis keys the services share (the API writes requests the scraper reads, ...).
-SCRAPE_QUEUE = "bsopt:scrape-requests"
 SCRAPE_STATUS = "bsopt:scrape:{}"
 DEAD_LETTER_KEY = "bsopt:dead-letter"

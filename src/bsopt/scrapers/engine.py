@@ -8,7 +8,8 @@ A run: load each target (BSOPT_SCRAPE_TARGETS, comma-separated), wait until its 
 rendered the quote rows, read underlying, strike, bid, ask and expiry from the DOM, upsert them
 into Postgres (a second run of the same board updates rows, never duplicates them) and enqueue
 an implied-volatility job for those quotes. Runs happen every BSOPT_SCRAPE_INTERVAL seconds and
-whenever the API pushes a request (POST /scrapes); each run's status is kept in Redis.
+whenever the API queues a request (POST /scrapes; bsopt.common.scrape_requests says why that
+queue is a Redis stream and not a list); each run's status is kept in Redis.
 
 Chromium's sandbox: on by default (BSOPT_CHROMIUM_SANDBOX=1). It creates user, PID and network
 namespaces, which Docker's default seccomp profile refuses to a container without CAP_SYS_ADMIN;
@@ -35,7 +36,8 @@ import redis
 from playwright.sync_api import sync_playwright
 
 from ..common.db import Database
-from ..common.settings import SCRAPE_QUEUE, SCRAPE_STATUS, Settings
+from ..common import scrape_requests
+from ..common.settings import SCRAPE_STATUS, Settings
 from ..tasks.celery_app import app as celery_app
 
 log = logging.getLogger("bsopt.scraper")
@@ -151,9 +153,17 @@ class Scraper:
             self.rds.set(SCRAPE_STATUS.format(request_id), json.dumps(status), ex=3600)
 
 
+# Longest wait on Redis in one call: the loop touches the alive file and takes over orphaned
+# requests between calls, and a Redis that went away is noticed after this plus REDIS_TIMEOUT.
+WAIT_SLICE = 5.0
+REDIS_TIMEOUT = WAIT_SLICE + 10.0
+
+
 def serve(settings: Settings, once: bool = False) -> int:
     db = Database(settings.database_url, maxconn=2)
-    rds = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    # a read timeout above the longest wait: a dead Redis host fails the call instead of holding it
+    rds = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=REDIS_TIMEOUT,
+                               socket_keepalive=True)
     with sync_playwright() as pw:
         browser = launch(pw)
         log.info("Chromium %s at %s (sandbox %s); targets: %s", browser.version, CHROMIUM,
@@ -163,18 +173,36 @@ def serve(settings: Settings, once: bool = False) -> int:
             status = scraper.run()
             print(json.dumps(status))
             return 0 if status["state"] == "done" else 1
-        request_id = None
-        while True:
-            ALIVE.touch()
-            scraper.run(request_id)
-            ALIVE.touch()
-            try:
-                item = rds.blpop([SCRAPE_QUEUE], timeout=max(1, int(settings.scrape_interval)))
-            except redis.RedisError as exc:
-                log.error("Redis: %s (retrying in 5 s)", exc)
-                time.sleep(5)
-                item = None
-            request_id = item[1].decode() if item else None
+        loop(scraper, scrape_requests.Consumer(rds, claim_after=settings.scrape_claim_after),
+             settings.scrape_interval)
+    return 0
+
+
+def loop(scraper: Scraper, requests: scrape_requests.Consumer, interval: float, turns: int | None = None) -> None:
+    """A run every `interval` seconds after the last one, and one per request as it comes.
+    `turns` bounds the loop for tests."""
+    next_run = time.monotonic()
+    while turns is None or turns > 0:
+        turns = None if turns is None else turns - 1
+        ALIVE.touch()
+        if time.monotonic() >= next_run:
+            scraper.run()
+            next_run = time.monotonic() + interval
+            continue
+        try:
+            request = requests.next(block=min(WAIT_SLICE, max(0.001, next_run - time.monotonic())))
+        except redis.RedisError as exc:
+            log.error("Redis: %s (retrying in 5 s)", exc)
+            time.sleep(5)
+            continue
+        if request is None:
+            continue
+        scraper.run(request.id)
+        next_run = time.monotonic() + interval
+        try:
+            requests.ack(request)
+        except redis.RedisError as exc:  # unacknowledged, it is run again later: harmless
+            log.error("Redis: acknowledging %s: %s", request.id, exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ Redis: the default user is off and every client logs in as its own ACL user with
 sends and nothing else (seen in Redis' ACL LOG while the stack's tests ran):
 - api: publishes Celery jobs and reads their results, lists dead letters, queues scrape requests;
 - worker: consumes the Celery queues, stores results, answers the health check's ping (pidbox);
-- scraper: waits for scrape requests, stores their status, publishes the implied-volatility job;
+- scraper: reads scrape requests (a stream's consumer group), stores their status, publishes the
+  implied-volatility job;
 - probe: the health check's PING.
 """
 
@@ -36,8 +37,8 @@ _PRODUCER = f"{_CLIENT} +sadd +llen +lpush +subscribe +unsubscribe"
 
 REDIS_USERS: dict[str, tuple[str, str]] = {
     # user: (password key, ACL rules)
-    # jobs' states (GET of the result), dead letters (LRANGE), scrape requests (SET, RPUSH, GET)
-    "api": ("BSOPT_REDIS_API_PASSWORD", f"~* &* -@all {_PRODUCER} +get +set +rpush +lrange"),
+    # jobs' states (GET of the result), dead letters (LRANGE), scrape requests (SET, XADD, GET)
+    "api": ("BSOPT_REDIS_API_PASSWORD", f"~* &* -@all {_PRODUCER} +get +set +xadd +lrange"),
     # BRPOP of the queues; unacknowledged jobs (a hash and a sorted set, restored under a lock whose
     # release is a Lua script); results (SETEX, PUBLISH); retries and dead letters (LPUSH); the
     # health check's ping (a fanout PUBLISH, a reply queue it deletes again)
@@ -45,8 +46,10 @@ REDIS_USERS: dict[str, tuple[str, str]] = {
                f"~* &* -@all {_PRODUCER} +brpop +rpush +get +set +setex +del +smembers +srem "
                "+hset +hget +hdel +zadd +zrem +zrevrangebyscore +watch +unwatch +publish +psubscribe "
                "+punsubscribe +evalsha +eval +script|load"),
-    # BLPOP of scrape requests, SET of their status, the implied-volatility job
-    "scraper": ("BSOPT_REDIS_SCRAPER_PASSWORD", f"~* &* -@all {_PRODUCER} +blpop +set"),
+    # scrape requests (the group created once, XAUTOCLAIM of orphaned ones, XREADGROUP, XACK),
+    # SET of their status, the implied-volatility job
+    "scraper": ("BSOPT_REDIS_SCRAPER_PASSWORD",
+                f"~* &* -@all {_PRODUCER} +xgroup|create +xautoclaim +xreadgroup +xack +set"),
     "probe": ("BSOPT_REDIS_PROBE_PASSWORD", "-@all +ping"),
 }
 
