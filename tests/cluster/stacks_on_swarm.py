@@ -54,6 +54,10 @@ PUBLISH = {"fx": ("airflow-webserver=18080", "mlflow=15000", "prometheus=19090")
            "bsopt": ("neural-pricing=18001",)}
 # the replicated services a lost node must have a task of (besides the API)
 LOSS_ALSO = {"fx": ("airflow-worker",), "bsopt": ()}
+# ... and those it should have one of: bsopt's scraper, whose wait on Redis a lost node once left
+# holding the next scrape request (bsopt.common.scrape_requests)
+LOSS_PREFERRED = {"fx": (), "bsopt": ("scraper",)}
+RESCHEDULES = 3
 CHANGED_FILE = "src/fxservices/inference/__init__.py"  # the one-line change of the rolling update
 
 
@@ -254,23 +258,37 @@ def client_loop(stack: str, entries: list[str], stop: threading.Event, rate: flo
 
 def node_loss(stack: str, state: dict, seconds_after: float = 20) -> dict:
     """Cut the link of a node (not the manager, which holds the stateful services) that runs an
-    API replica and the other services of LOSS_ALSO, under the client loop; wait until Swarm runs
-    every lost replica elsewhere and the stack is healthy again."""
+    API replica and the other services of LOSS_ALSO, and if Swarm can be brought to it those of
+    LOSS_PREFERRED, under the client loop; wait until Swarm runs every lost replica elsewhere and
+    the stack is healthy again."""
     entry = swarm.ENTRY[stack][0]
     proj = project(stack)
     wanted = (entry, *LOSS_ALSO[stack])
-    on = {svc: running_nodes(f"{proj}_{svc}", manager()) for svc in wanted}
-    candidates = [n for n in _nodes()[1:] if all(n.name in on[svc] for svc in wanted)]
-    for svc in wanted[1:] if not candidates else ():
-        # Swarm spreads each service by itself; when no node holds both, let the scheduler place
-        # this one again (it picks the nodes with the fewest of its tasks, the others are busier)
-        log(f"{stack}: no node other than the manager runs {', '.join(wanted)} ({on}); rescheduling {svc}")
-        swarm.docker("service", "update", "--force", "--detach=false", "--quiet", f"{proj}_{svc}", host=manager())
+    preferred = (*wanted, *LOSS_PREFERRED[stack])
+    on: dict = {}
+
+    def holding(services) -> list:
+        return [n for n in _nodes()[1:] if all(n.name in on[svc] for svc in services)]
+
+    for attempt in range(1 + RESCHEDULES):
+        on = {svc: running_nodes(f"{proj}_{svc}", manager()) for svc in preferred}
+        if holding(preferred) or attempt == RESCHEDULES:
+            break
+        # Swarm spreads each service by itself; when no node holds them all, let the scheduler
+        # place the others again (it picks the nodes with the fewest of their tasks)
+        log(f"{stack}: no node other than the manager runs {', '.join(preferred)} ({on}); rescheduling")
+        for svc in preferred[1:]:
+            if not holding((entry, svc)):
+                swarm.docker("service", "update", "--force", "--detach=false", "--quiet", f"{proj}_{svc}",
+                             host=manager())
         wait_healthy(stack, timeout=300)
-        on = {s: running_nodes(f"{proj}_{s}", manager()) for s in wanted}
-        candidates = [n for n in _nodes()[1:] if all(n.name in on[s] for s in wanted)]
+    candidates = holding(preferred) or holding(wanted)
     if not candidates:
         raise RuntimeError(f"{stack}: no node other than the manager runs a task of each of {wanted}: {on}")
+    if not holding(preferred):
+        log(f"{stack}: after {RESCHEDULES} reschedules no node runs {', '.join(preferred)}: "
+            f"cutting one that runs {', '.join(wanted)}")
+    wanted = tuple(svc for svc in preferred if candidates[0].name in on[svc])
     victim = candidates[0]
     ns = _nodes()
     entries = [f"http://{n.ip}:{swarm.LB_PORT}" for n in ns]
