@@ -48,6 +48,8 @@ import nodes  # noqa: E402
 from swarm_smoke import free_port, start_registry  # noqa: E402
 
 STATE = nodes.BASE / "run.json"
+# outside nodes.BASE, which the cleanup removes
+LOGS = state_dir() / "cluster-logs"
 SHARED = nodes.BASE / "shared"
 # the UIs the end-to-end runs read, on node ports clear of the balancer's 8080
 PUBLISH = {"fx": ("airflow-webserver=18080", "mlflow=15000", "prometheus=19090"),
@@ -417,16 +419,37 @@ def remove(stack: str) -> dict:
     return {"removed_s": round(time.monotonic() - t, 1)}
 
 
+def keep_logs(stack: str) -> Path:
+    """Every service's log and task list, read through the manager before the cleanup removes the
+    nodes: a failure's evidence (a node cut off answers nothing; its tasks' logs are missing)."""
+    out = LOGS / f"{stack}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    out.mkdir(parents=True, exist_ok=True)
+    ps = swarm.docker("stack", "ps", project(stack), "--no-trunc", host=manager(), check=False)
+    (out / "tasks.txt").write_text(ps.stdout + ps.stderr)
+    for service in services_state(stack):
+        logs = swarm.docker("service", "logs", "--raw", "--timestamps", "--tail", "2000", service,
+                            host=manager(), check=False)
+        (out / f"{service}.log").write_text(logs.stdout + logs.stderr)
+    return out
+
+
 def run_stack(stack: str, state: dict, extra=None) -> dict:
     """The whole run of one stack; `extra(stack, state, result)` runs before the stack goes (the
     benchmark's latency figures)."""
     result: dict = {"deploy": deploy(stack, state)}
-    result["e2e"] = e2e(stack)
-    result["node_loss"] = node_loss(stack, state)
-    result["e2e_after_loss"] = e2e(stack)
-    if stack == "fx":
-        result["history"] = history_kept(stack, result["e2e"]["result"])
-        result["rolling_update"] = rolling_update(stack, state)
+    try:
+        result["e2e"] = e2e(stack)
+        result["node_loss"] = node_loss(stack, state)
+        result["e2e_after_loss"] = e2e(stack)
+        if stack == "fx":
+            result["history"] = history_kept(stack, result["e2e"]["result"])
+            result["rolling_update"] = rolling_update(stack, state)
+    except Exception:
+        try:
+            log(f"{stack}: failed; the services' logs are in {keep_logs(stack)}")
+        except Exception as exc:  # the failure itself matters more than its logs
+            log(f"{stack}: failed, and its logs could not be kept: {exc}")
+        raise
     restore_link(state)
     if extra is not None:
         result["extra"] = extra(stack, state, result)
