@@ -90,6 +90,7 @@ def test_gunicorn_two_workers_metrics_add_up(trained, tmp_path):
         assert ready["checks"]["model"]["version"] == version
         assert len(ready["checks"]["workers"]) == 2, ready
         assert set(ready["checks"]["workers"].values()) == {version}, ready
+        _master_preloads_and_workers_connect_on_their_own(proc.pid, ready, int(env_extra["REDIS_PORT"]))
         big = json.dumps({"pair": "EUR_USD", "padding": "x" * 1024 * 1024}).encode()
         status, answer = post_json(port, "/predict", big)  # the body limit, in a real worker
         assert status == 413 and "FX_MAX_BODY_BYTES" in answer["detail"], answer
@@ -128,6 +129,37 @@ def test_gunicorn_two_workers_metrics_add_up(trained, tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
     assert proc.returncode == 0, log.read_text()[-2000:]
+
+
+def _master_preloads_and_workers_connect_on_their_own(master: int, ready: dict, redis_port: int) -> None:
+    """preload_app (gunicorn_conf): the master has imported the heavy libraries before forking
+    (it maps XGBoost's library), but holds no connection of its own: each worker opened its own
+    to Redis after the fork (a connection made before it would be one socket shared by all)."""
+    maps = Path(f"/proc/{master}/maps").read_text()
+    assert "libxgboost" in maps and "libarrow" in maps, "the master did not import the libraries before forking"
+    assert {state for state, _ in _tcp_sockets(master)} == {"LISTEN"}, _tcp_sockets(master)
+    for pid in ready["checks"]["workers"]:
+        remote = {port for state, port in _tcp_sockets(int(pid)) if state == "ESTABLISHED"}
+        assert redis_port in remote, f"worker {pid} has no Redis connection of its own: {_tcp_sockets(int(pid))}"
+
+
+def _tcp_sockets(pid: int) -> list[tuple[str, int]]:
+    """(state, remote port) of each TCP socket the process holds (/proc/<pid>/fd, /proc/net/tcp)."""
+    states = {"01": "ESTABLISHED", "0A": "LISTEN"}
+    by_inode = {}
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            f = line.split()
+            by_inode[f[9]] = (states.get(f[3], f[3]), int(f[2].rsplit(":", 1)[1], 16))
+    held = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in by_inode:
+            held.append(by_inode[target[8:-1]])
+    return held
 
 
 def _ready_body(port: int) -> dict | None:

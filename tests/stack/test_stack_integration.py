@@ -297,7 +297,8 @@ def test_up_refuses_a_port_another_projects_container_publishes(stack, docker_cl
 # ------------------------------------------------------------------ a code change reaches the stack
 def test_a_code_change_then_up_serves_the_new_code(stack, docker_client, ep, e2e_result, tmp_path, monkeypatch):
     """A one-line change to the inference API, then `up` as after any edit: fx-fastapi is
-    rebuilt and loaded, Compose recreates that container only, and when `up` returns the
+    rebuilt and loaded, Compose recreates that container only (and does not run the one-shot
+    airflow-init again: fxstack.stack.settled), and when `up` returns the
     published port answers with the new code and the registered model. (How fast is
     `./fx bench-stack`'s business.) The checkout is not edited: the change is made in a copy,
     built into a state of its own that starts as a copy of the checkout's; afterwards `up`
@@ -320,7 +321,10 @@ def test_a_code_change_then_up_serves_the_new_code(stack, docker_client, ep, e2e
     def containers() -> dict[str, str]:
         return {svc: docker_client.containers.get(st.container).id for svc, st in target.states(docker_client).items()}
 
-    before = containers()
+    def init_started() -> str:  # the one-shot: Compose would start it again on every up
+        return docker_client.containers.get(target.states(docker_client)["airflow-init"].container).attrs["State"]["StartedAt"]
+
+    before, init_before = containers(), init_started()
     old_ref = read_env(state / "images.env")["FX_FASTAPI_IMAGE"]
     monkeypatch.setenv("FXSTACK_ROOT", str(copy))
     monkeypatch.setenv("FXSTACK_STATE", str(own))
@@ -337,6 +341,7 @@ def test_a_code_change_then_up_serves_the_new_code(stack, docker_client, ep, e2e
         assert e2e.response_version(r.json()) == e2e_result.model_version
         after = containers()
         assert {svc for svc in after if after[svc] != before.get(svc)} == {"fastapi"}
+        assert init_started() == init_before, "airflow-init ran again although nothing of it changed"
         assert docker_client.containers.get(target.states(docker_client)["fastapi"].container).image.tags == [new_ref]
     finally:
         monkeypatch.undo()

@@ -19,6 +19,10 @@ def ensure_imported() -> None:
         if _done:
             return
         import feast  # noqa: F401
+        # what creating the Feast store imports on its first use: the local provider's file
+        # offline store (it pulls in dask, a quarter second) and the Redis online store
+        import feast.infra.offline_stores.file  # noqa: F401
+        import feast.infra.online_stores.redis  # noqa: F401
         import mlflow  # noqa: F401
         import mlflow.xgboost  # noqa: F401
         import xgboost  # noqa: F401

@@ -14,7 +14,7 @@ from ..envfile import ensure_env_file, read_env
 from ..errors import FxError
 from ..poll import TimedOut, poll
 from ..workflow.ensure import build_and_load, missing_sboms, write_sboms
-from . import custody, readiness
+from . import custody, readiness, settled
 from . import docker_state as ds
 from .compose import explain_compose_error, find_compose, images_env_file, published_ports, required_vars
 from .secrets import write_secret_files
@@ -295,11 +295,12 @@ def oneshot_services(config: dict) -> set[str]:
 
 
 def compose_up_and_wait(target: Target, dc, services: list[str], oneshots: set[str], *, timeout: float,
-                        out: TextIO) -> tuple[WaitResult, float]:
+                        out: TextIO, done: set[str] = frozenset()) -> tuple[WaitResult, float]:
     """`docker compose up -d`, then wait until every container is healthy (or a failure is
-    reported with its logs); returns the result and when Compose was started."""
+    reported with its logs); returns the result and when Compose was started. `done`: services
+    Compose has nothing to do for (fxstack.stack.settled), left out of its run, still waited for."""
     start = time.monotonic()
-    proc = target.popen("up", "-d", "--remove-orphans")
+    proc = target.popen("up", "-d", "--remove-orphans", *settled.compose_args(services, oneshots, done))
     lines: list[str] = []
 
     def pump():
@@ -342,8 +343,12 @@ def _start_and_wait(target: Target, dc, refs: dict[str, str], timeout: float, ou
     config = target.config()
     services = list((config.get("services") or {}).keys())
     oneshots = oneshot_services(config)
-    print(f"starting {len(services)} services (project {target.project_name})", file=out, flush=True)
-    result, start = compose_up_and_wait(target, dc, services, oneshots, timeout=timeout, out=out)
+    done = settled.settled_in_docker(dc, target, config, services, oneshots)
+    changed = [s for s in services if s not in done]
+    print(f"starting {len(services)} services (project {target.project_name})"
+          + (f"; up to date and running: {len(done)}, Compose starts {', '.join(changed) or 'none'}"
+             if done else ""), file=out, flush=True)
+    result, start = compose_up_and_wait(target, dc, services, oneshots, timeout=timeout, out=out, done=done)
     if target.stack.probes:
         print(f"all {len(services)} containers healthy in {result.seconds:.1f} s; asking each service", file=out)
         result = wait_services_ready(dc, target, result, start=start, timeout=timeout, out=out)
