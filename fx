@@ -17,7 +17,10 @@ export FXSTACK_CLI="${FXSTACK_CLI:-$0}"
 cd "$root"
 case "${1:-}" in
   # Under check, a test whose prerequisite is missing fails rather than skips (tests/conftest.py).
-  check) shift; FX_CHECK_STRICT=1 exec "$root/.venv/bin/python" -m pytest -m "not slow and not gpu and not cluster" "$@" ;;
+  # FX_TEST_PROCESSES=2: two test processes, the tests that share machine state in one (tests/parallel.py).
+  check) shift; procs=${FX_TEST_PROCESSES:-1}
+    if [ "$procs" != 1 ]; then set -- -n "$procs" --dist loadgroup "$@"; fi
+    FX_CHECK_STRICT=1 exec "$root/.venv/bin/python" -m pytest -m "not slow and not gpu and not cluster" "$@" ;;
   check-cluster) shift; FX_CHECK_STRICT=1 exec "$root/.venv/bin/python" -m pytest -m cluster tests/cluster "$@" ;;
   check-slow) shift; exec "$root/.venv/bin/python" -m pytest -m "slow" "$@" ;;
   check-gpu) shift; exec "$root/.venv/bin/python" -m pytest -m "gpu" "$@" ;;

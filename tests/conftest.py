@@ -2,7 +2,8 @@
 
 The tiers' own rules (a tier per test, no server in a unit test, no skip under `./fx check`,
 the per-tier summary, the unit tier first) are in tier_rules.py; importing its hooks here registers
-them. The images build beside the tests that need none, which run first (prebuild.py)."""
+them. The images build beside the tests that need none, which run first (prebuild.py). Under
+FX_TEST_PROCESSES=2 the tests that share machine state run in one of the processes (parallel.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 
 import prebuild
 import pytest
+from parallel import pytest_collection_modifyitems_shared_state  # noqa: F401
 from tier_rules import (  # noqa: F401
     _unit_tests_start_no_server, markers, pytest_collection_modifyitems, pytest_collectreport,
     pytest_runtest_logreport, pytest_runtest_makereport, pytest_terminal_summary, tier_of)
@@ -39,8 +41,8 @@ def _tier(item) -> str:
     return tier_of(markers(item))
 
 
-def pytest_sessionfinish(session):
-    prebuild.stop()
+def pytest_sessionfinish(session, exitstatus):
+    prebuild.stop(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
 
 
 def docker_or_skip():

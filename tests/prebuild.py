@@ -14,6 +14,7 @@ build again and report the error where it belongs.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,18 @@ _SCRIPT = "from fxstack.image.builder import Builder; Builder().build()"
 _proc: subprocess.Popen | None = None
 _started = 0.0
 _log: Path | None = None
+# In a run of several processes (tests/parallel.py) one build serves them all: the process
+# that claims `_claim` starts it, and the build writes its exit status to `_done`, which the
+# others wait for.
+_done: Path | None = None
+
+
+def _run_files(log_dir: Path) -> tuple[Path, Path] | None:
+    """(claim, done) files of this xdist run, or None in a run of one process."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    if not run or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    return log_dir / f"test-prebuild-{run}.claim", log_dir / f"test-prebuild-{run}.done"
 
 
 def needs_images(item, tier_of) -> bool:
@@ -53,25 +66,42 @@ def wanted(items, tier_of) -> bool:
 
 
 def start(log_dir: Path) -> None:
-    global _proc, _started, _log
-    if _proc is not None:
+    global _proc, _started, _log, _done
+    if _proc is not None or _done is not None:
         return
     log_dir.mkdir(parents=True, exist_ok=True)
-    _log = log_dir / "test-prebuild.log"
     _started = time.monotonic()
+    shared = _run_files(log_dir)
+    command = ["nice", "-n", "10", sys.executable, "-c", _SCRIPT]
+    if shared is not None:
+        claim, _done = shared
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # another process of this run started it: wait() waits for its `done` file
+        # The status is written to a temporary name and renamed: a reader never sees half of it.
+        command = ["sh", "-c", '"$@"; echo $? > "$0.tmp" && mv "$0.tmp" "$0"', str(_done), *command]
+    _log = log_dir / "test-prebuild.log"
     with open(_log, "w") as out:
         # Below the tests' priority: a unit test's timing must not suffer from the build.
-        _proc = subprocess.Popen(["nice", "-n", "10", sys.executable, "-c", _SCRIPT], stdout=out,
-                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        _proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
 
 
 def wait() -> None:
     """Block until the build has finished (at once when none was started or it already has)."""
-    global _proc
-    if _proc is None:
+    global _proc, _done
+    if _proc is None and _done is None:
         return
-    rc = _proc.wait()
-    _proc = None
+    rc = _proc.wait() if _proc is not None else 1
+    if _done is not None:
+        # The claim's owner may be gone before its build is (a crashed process): an hour is
+        # longer than any clean build here, and the fixtures build whatever is still missing.
+        deadline = time.monotonic() + 3600
+        while not _done.exists() and time.monotonic() < deadline:
+            time.sleep(1)
+        rc = int(_done.read_text().strip() or "1") if _done.exists() else 1
+    _proc = _done = None
     took = time.monotonic() - _started
     if rc == 0:
         print(f"\nimages built beside the unit tier in {took:.0f} s", file=sys.stderr)
@@ -80,14 +110,26 @@ def wait() -> None:
               "build again and report the error", file=sys.stderr)
 
 
-def stop() -> None:
-    """An interrupted run ends its build too (every cache write is atomic: nothing half-written stays)."""
-    global _proc
+def stop(interrupted: bool = True) -> None:
+    """An interrupted run ends its build too (every cache write is atomic: nothing half-written stays).
+    In a run of several processes a process that ends normally lets the build finish: another
+    process may be waiting for it."""
+    global _proc, _done
+    if _proc is not None and _done is not None and not interrupted:
+        _proc.wait()
     if _proc is not None and _proc.poll() is None:
-        _proc.terminate()
+        # The whole process group: under several processes the build runs below a `sh`.
+        _signal_group(signal.SIGTERM)
         try:
             _proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            _proc.kill()
+            _signal_group(signal.SIGKILL)
             _proc.wait()
-    _proc = None
+    _proc = _done = None
+
+
+def _signal_group(sig: int) -> None:
+    try:
+        os.killpg(_proc.pid, sig)
+    except ProcessLookupError:
+        pass

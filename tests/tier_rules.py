@@ -63,10 +63,17 @@ def _unit_tests_start_no_server(request, monkeypatch):
     monkeypatch.setattr(socket.socket, "listen", refuse)
 
 
+def _tier_of_report(report) -> str:
+    """The tier a report belongs to. Under pytest-xdist the reports come from the worker
+    processes (with the tier set there, below) and the node ids carry an `@group` suffix."""
+    return getattr(report, "fx_tier", None) or _TIER_BY_NODE.get(getattr(report, "nodeid", ""), "")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    report.fx_tier = tier_of(markers(item))
     if (strict() and report.skipped and not hasattr(report, "wasxfail")
             and tier_of(markers(item)) not in OPTIONAL_TIERS):
         report.outcome = "failed"
@@ -75,7 +82,7 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_runtest_logreport(report):
-    tier = _TIER_BY_NODE.get(report.nodeid, "untiered")
+    tier = _tier_of_report(report) or "untiered"
     _SECONDS[tier] = _SECONDS.get(tier, 0.0) + report.duration
 
 
@@ -92,7 +99,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for report in terminalreporter.stats.get(outcome, []):
             if outcome == "passed" and getattr(report, "when", "call") != "call":
                 continue
-            tier = _TIER_BY_NODE.get(getattr(report, "nodeid", ""), "")
+            tier = _tier_of_report(report)
             if not tier:  # a whole module skipped at collection
                 tier = "nixreal" if "nixreal" in str(getattr(report, "longrepr", "")) else "untiered"
             counts.setdefault(tier, {}).setdefault(outcome, 0)

@@ -1,0 +1,108 @@
+"""`./fx check` in two processes (tests/parallel.py): the tests that share machine state run in one
+process, the tier summary and the no-skip rule hold, and one image build serves both processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import parallel
+import prebuild
+import pytest
+
+pytestmark = pytest.mark.unit
+
+TESTS = Path(__file__).resolve().parents[1]
+
+CONFTEST = f"""
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+from tier_rules import *  # noqa
+from tier_rules import _unit_tests_start_no_server  # noqa
+from parallel import pytest_collection_modifyitems_shared_state  # noqa
+"""
+
+# Eight tests that would share machine state (their module is not in parallel.MACHINE_FREE), one
+# of them skipped, and unit tests that take long enough for both processes to get work.
+BODY = """
+import os, time, pytest
+
+def record(name):
+    with open("workers", "a") as f:
+        f.write(f"{name} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+
+@pytest.mark.parametrize("n", range(8))
+@pytest.mark.integration
+def test_shared(n):
+    record(f"shared{n}")
+    time.sleep(0.2)
+    if n == 7:
+        pytest.skip("Docker daemon unreachable")
+
+@pytest.mark.parametrize("n", range(8))
+@pytest.mark.unit
+def test_unit(n):
+    record(f"unit{n}")
+    time.sleep(0.2)
+"""
+
+
+def run_two(tmp_path: Path, strict: bool) -> subprocess.CompletedProcess:
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "test_demo.py").write_text(BODY)
+    (tmp_path / "workers").unlink(missing_ok=True)
+    # Not the outer run's worker: this run is a whole run of its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    env["FX_CHECK_STRICT"] = "1" if strict else ""
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2",
+                           "--dist", "loadgroup", "--rootdir", str(tmp_path), str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+
+
+def test_shared_state_tests_run_in_one_process_and_the_tier_rules_hold(tmp_path):
+    out = run_two(tmp_path, strict=True)
+    assert out.returncode == 1, out.stdout          # the skip is a failure under ./fx check ...
+    assert "a prerequisite is missing" in out.stdout
+    assert re.search(r"^integration: 7 passed, 1 failed in \d+\.\d min$", out.stdout, re.M), out.stdout
+    assert re.search(r"^unit: 8 passed in \d+\.\d min$", out.stdout, re.M), out.stdout
+    ran = dict(line.split() for line in (tmp_path / "workers").read_text().splitlines())
+    assert len({w for name, w in ran.items() if name.startswith("shared")}) == 1, ran
+    assert set(ran.values()) == {"gw0", "gw1"}, ran  # ... and both processes ran tests
+    relaxed = run_two(tmp_path, strict=False)         # ... and a skip outside it
+    assert relaxed.returncode == 0, relaxed.stdout
+    assert re.search(r"^integration: 7 passed, 1 skipped in \d+\.\d min$", relaxed.stdout, re.M), relaxed.stdout
+
+
+class Item:
+    def __init__(self, nodeid, *fixtures):
+        self.nodeid, self.fixturenames = nodeid, fixtures
+
+
+def test_only_checked_modules_leave_the_shared_group():
+    free = "tests/builder/test_debian_drift.py::test_x"
+    assert not parallel.needs_shared_state(Item(free, "tmp_path"), "integration")
+    assert parallel.needs_shared_state(Item(free, "docker_client"), "integration")   # a daemon, wherever
+    assert parallel.needs_shared_state(Item("tests/new/test_new.py::test_x"), "integration")  # unchecked
+    assert not parallel.needs_shared_state(Item("tests/new/test_new.py::test_x"), "unit")
+    for module in parallel.MACHINE_FREE:
+        assert (TESTS.parent / module).is_file(), f"{module} in parallel.MACHINE_FREE does not exist"
+
+
+def test_one_build_serves_every_process(tmp_path, monkeypatch):
+    """The first process to claim the run's build starts it; the other waits for its `done` file."""
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "demo")
+    monkeypatch.setattr(prebuild, "_SCRIPT", "import time; time.sleep(1)")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    prebuild.start(tmp_path)
+    first = prebuild._proc
+    assert first is not None and (tmp_path / "test-prebuild-demo.claim").exists()
+    prebuild._proc = prebuild._done = None                       # the other process's view
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    prebuild.start(tmp_path)
+    assert prebuild._proc is None and prebuild._done == tmp_path / "test-prebuild-demo.done"
+    prebuild.wait()                                               # returns once the build wrote `done`
+    assert (tmp_path / "test-prebuild-demo.done").read_text().strip() == "0"
+    assert first.wait() == 0
