@@ -19,9 +19,11 @@ from __future__ import annotations
 import os
 
 from fxservices.common.config import env_bool, env_int
+from fxservices.inference.imports import without_type_instrumentation
 from fxservices.inference.metrics import DEFAULT_MULTIPROC_DIR
 
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DEFAULT_MULTIPROC_DIR)
+without_type_instrumentation()  # before the app (and Feast) is imported, in the master
 
 workers = env_int("FX_API_WORKERS", 2, minimum=1)
 # the workers inherit it: /ready counts them against it (fxservices.inference.workers)
