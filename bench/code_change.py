@@ -112,6 +112,7 @@ def _r(v: float | None) -> float | None:
 
 def timed_change(api: str, pair: str, version: str, change, out, label: str) -> dict:
     """Run `change()` (which makes `version` live its own way) and time it against a Watch."""
+    load_before = os.getloadavg()[0]  # other work on the machine weighs on every side's figures
     start = time.monotonic()
     watch = Watch(api, pair, version, start)
     watch.start()
@@ -119,6 +120,7 @@ def timed_change(api: str, pair: str, version: str, change, out, label: str) -> 
     row["returned_s"] = round(time.monotonic() - start, 2)
     watch.join()
     row.update(watch.result())
+    row["loadavg_1m_before"] = round(load_before, 2)
     print(f"   {label}: new code {row['new_code_answers_s']} s, /predict 200 {row['predict_200_s']} s, "
           f"command returned {row['returned_s']} s", file=out, flush=True)
     return row

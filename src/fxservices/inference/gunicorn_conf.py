@@ -29,7 +29,7 @@ workers = env_int("FX_API_WORKERS", 2, minimum=1)
 # the workers inherit it: /ready counts them against it (fxservices.inference.workers)
 os.environ["FX_API_WORKERS"] = str(workers)
 accesslog = "-" if env_bool("FX_API_ACCESS_LOG", False) else None
-# The master imports the app and the heavy libraries (feast, mlflow, xgboost: 2.5 s of CPU)
+# The master imports the app and the heavy libraries (feast, mlflow, xgboost: 2 s of CPU)
 # once, and the workers fork from it with all of that loaded: each worker importing them on
 # its own took the two cores for twice as long, and a new container (after a code change)
 # served its first prediction that much later. What must not be shared is created after the
