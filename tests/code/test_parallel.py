@@ -55,7 +55,7 @@ def run_two(tmp_path: Path, strict: bool) -> subprocess.CompletedProcess:
     (tmp_path / "test_demo.py").write_text(BODY)
     (tmp_path / "workers").unlink(missing_ok=True)
     # Not the outer run's worker: this run is a whole run of its own.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_ADDOPTS"}
     env["FX_CHECK_STRICT"] = "1" if strict else ""
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2",
                            "--dist", "loadgroup", "--rootdir", str(tmp_path), str(tmp_path)],
@@ -93,6 +93,10 @@ def test_only_checked_modules_leave_the_shared_group():
 
 def test_one_build_serves_every_process(tmp_path, monkeypatch):
     """The first process to claim the run's build starts it; the other waits for its `done` file."""
+    # This run's own build (under FX_TEST_PROCESSES=2 its claim or `done` file) stays as it is.
+    for name in ("_proc", "_done", "_log", "_started"):
+        monkeypatch.setattr(prebuild, name, getattr(prebuild, name))
+    prebuild._proc = prebuild._done = None
     monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "demo")
     monkeypatch.setattr(prebuild, "_SCRIPT", "import time; time.sleep(1)")
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
