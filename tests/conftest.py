@@ -14,7 +14,9 @@ import time
 
 import prebuild
 import pytest
-from parallel import pytest_collection_modifyitems_shared_state  # noqa: F401
+from parallel import (  # noqa: F401
+    pytest_collection_modifyitems_shared_state, pytest_runtest_logreport_summary_lines,
+    pytest_terminal_summary_from_workers)
 from tier_rules import (  # noqa: F401
     _unit_tests_start_no_server, markers, pytest_collection_modifyitems, pytest_collectreport,
     pytest_runtest_logreport, pytest_runtest_makereport, pytest_terminal_summary, tier_of)

@@ -80,3 +80,21 @@ def group(items, tier_of) -> None:
 @pytest.hookimpl(specname="pytest_collection_modifyitems", tryfirst=True)
 def pytest_collection_modifyitems_shared_state(items):
     group(items, lambda item: tier_of(markers(item)))
+
+
+# Summary lines the workers' reports carry (tests/nix/conftest.py's nixreal figures), for the
+# controlling process, which ran no test and so has none of its own: the latest list wins.
+_SUMMARY_LINES: list[str] = []
+
+
+@pytest.hookimpl(specname="pytest_runtest_logreport")
+def pytest_runtest_logreport_summary_lines(report):
+    lines = getattr(report, "fx_summary_lines", None)
+    if lines and not worker_id():
+        _SUMMARY_LINES[:] = lines
+
+
+@pytest.hookimpl(specname="pytest_terminal_summary")
+def pytest_terminal_summary_from_workers(terminalreporter):
+    for line in _SUMMARY_LINES:
+        terminalreporter.write_line(line)

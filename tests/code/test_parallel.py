@@ -1,5 +1,6 @@
 """`./fx check` in two processes (tests/parallel.py): the tests that share machine state run in one
-process, the tier summary and the no-skip rule hold, and one image build serves both processes."""
+process, the tier summary, the workers' own summary lines and the no-skip rule hold, and one image
+build serves both processes."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ import sys
 sys.path.insert(0, {str(TESTS)!r})
 from tier_rules import *  # noqa
 from tier_rules import _unit_tests_start_no_server  # noqa
-from parallel import pytest_collection_modifyitems_shared_state  # noqa
+from parallel import (pytest_collection_modifyitems_shared_state, pytest_runtest_logreport_summary_lines,  # noqa
+                      pytest_terminal_summary_from_workers)
+import os, pytest
+
+@pytest.hookimpl(hookwrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_demo(item, call):  # a figure measured in a worker, as tests/nix's nixreal lines
+    outcome = yield
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        outcome.get_result().fx_summary_lines = ["demo: measured in a worker"]
 """
 
 # Eight tests that would share machine state (their module is not in parallel.MACHINE_FREE), one
@@ -68,6 +77,7 @@ def test_shared_state_tests_run_in_one_process_and_the_tier_rules_hold(tmp_path)
     assert "a prerequisite is missing" in out.stdout
     assert re.search(r"^integration: 7 passed, 1 failed in \d+\.\d min$", out.stdout, re.M), out.stdout
     assert re.search(r"^unit: 8 passed in \d+\.\d min$", out.stdout, re.M), out.stdout
+    assert out.stdout.count("demo: measured in a worker") == 1, out.stdout   # the summary a worker measured
     ran = dict(line.split() for line in (tmp_path / "workers").read_text().splitlines())
     assert len({w for name, w in ran.items() if name.startswith("shared")}) == 1, ran
     assert set(ran.values()) == {"gw0", "gw1"}, ran  # ... and both processes ran tests

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import fxnix
@@ -44,22 +46,39 @@ def _nixreal_selected(config) -> bool:
         return "nixreal" in expr
 
 
+def measured_lines(config) -> list[str]:
+    """What the nixreal tests measured, one line each (empty before any of them ran)."""
+    stash, lines = config.stash, []
+    if realinputs.OUTPUTS_KEY in stash:
+        ok, total = stash[realinputs.OUTPUTS_KEY]
+        lines.append(f"nixreal: {ok}/{total} outputs instantiate")
+        if realinputs.WHEELS_KEY in stash:
+            n, bad = stash[realinputs.WHEELS_KEY]
+            lines.append(f"nixreal: wheel selection checked for {n} locked packages, {bad} errors")
+        if realinputs.SAME_FILES_KEY in stash:
+            same, images = stash[realinputs.SAME_FILES_KEY]
+            lines.append(f"nixreal: {same}/{images} images install the same files as the portable builder")
+    return lines
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under several test processes the summary is written by the controlling process, which has
+    none of the workers' stash: each report carries the lines so far (tests/parallel.py prints them)."""
+    outcome = yield
+    if os.environ.get("PYTEST_XDIST_WORKER") and (lines := measured_lines(item.config)):
+        outcome.get_result().fx_summary_lines = lines
+
+
 def pytest_terminal_summary(terminalreporter, config):
     """One line on the nixreal tier whenever it could have run: what it measured, or that it
     did not run and why (never a silent pass)."""
     if not _nixreal_selected(config):
         return
-    stash = config.stash
-    if realinputs.OUTPUTS_KEY in stash:
-        ok, total = stash[realinputs.OUTPUTS_KEY]
-        terminalreporter.write_line(f"nixreal: {ok}/{total} outputs instantiate")
-        if realinputs.WHEELS_KEY in stash:
-            n, bad = stash[realinputs.WHEELS_KEY]
-            terminalreporter.write_line(f"nixreal: wheel selection checked for {n} locked packages, {bad} errors")
-        if realinputs.SAME_FILES_KEY in stash:
-            same, images = stash[realinputs.SAME_FILES_KEY]
-            terminalreporter.write_line(
-                f"nixreal: {same}/{images} images install the same files as the portable builder")
+    lines = measured_lines(config)
+    for line in lines:
+        terminalreporter.write_line(line)
+    if lines:
         return
     reason = realinputs.why_not()
     if reason is not None:
