@@ -75,6 +75,7 @@ def start(log_dir: Path) -> None:
     command = ["nice", "-n", "10", sys.executable, "-c", _SCRIPT]
     if shared is not None:
         claim, _done = shared
+        _forget_other_runs(log_dir, claim, _done)
         try:
             os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
@@ -86,6 +87,17 @@ def start(log_dir: Path) -> None:
         # Below the tests' priority: a unit test's timing must not suffer from the build.
         _proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True)
+
+
+def _forget_other_runs(log_dir: Path, *ours: Path) -> None:
+    """Claim and `done` files of earlier runs (no run lasts a day; a run still going keeps its own)."""
+    for old in log_dir.glob("test-prebuild-*.*"):
+        if old.suffix in (".claim", ".done") and old not in ours:
+            try:
+                if time.time() - old.stat().st_mtime > 86400:
+                    old.unlink()
+            except FileNotFoundError:
+                pass  # the other process of a run removed it first
 
 
 def wait() -> None:

@@ -109,10 +109,14 @@ def test_one_build_serves_every_process(tmp_path, monkeypatch):
     prebuild._proc = prebuild._done = None
     monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "demo")
     monkeypatch.setattr(prebuild, "_SCRIPT", "import time; time.sleep(1)")
+    stale, recent = tmp_path / "test-prebuild-old.done", tmp_path / "test-prebuild-other.claim"
+    stale.write_text("0\n"), recent.write_text("")
+    os.utime(stale, (0, 0))                                       # a run of long ago: removed
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     prebuild.start(tmp_path)
     first = prebuild._proc
     assert first is not None and (tmp_path / "test-prebuild-demo.claim").exists()
+    assert not stale.exists() and recent.exists()                 # a run that may be going: kept
     prebuild._proc = prebuild._done = None                       # the other process's view
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     prebuild.start(tmp_path)
