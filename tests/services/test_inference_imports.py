@@ -14,7 +14,6 @@ from .conftest import REPO
 pytestmark = pytest.mark.unit
 
 CHECK = """
-import sys
 {setup}
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.data_source import PushSource
@@ -23,16 +22,20 @@ print("instrumented" if "check_argument_types_internal" in names else "plain")
 """
 
 
-def _feast_classes(setup: str, tmp_path) -> str:
+def _feast_classes(setups: list[str], tmp_path) -> list[str]:
+    """What CHECK prints after each setup, each in its own interpreter (run side by side)."""
     env = {"PYTHONPATH": str(REPO / "src"), "FEAST_USAGE": "False", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", CHECK.format(setup=setup)],
-                          capture_output=True, text=True, cwd=REPO, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout.strip()
+    procs = [subprocess.Popen([sys.executable, "-W", "ignore", "-c", CHECK.format(setup=setup)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for setup in setups]
+    answers = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        answers.append(out.strip())
+    return answers
 
 
 def test_the_gunicorn_config_leaves_feast_uninstrumented(tmp_path):
-    # the real config module, as gunicorn loads it in the master before the app
-    assert _feast_classes("import fxservices.inference.gunicorn_conf", tmp_path) == "plain"
-    # and without it Feast's import would instrument them (what the API no longer pays for)
-    assert _feast_classes("", tmp_path) == "instrumented"
+    # the real config module, as gunicorn loads it in the master before the app; and without
+    # it, Feast's import instruments the classes (what the API no longer pays for)
+    assert _feast_classes(["import fxservices.inference.gunicorn_conf", ""], tmp_path) == ["plain", "instrumented"]
