@@ -430,6 +430,20 @@ def keep_logs(stack: str) -> Path:
         logs = swarm.docker("service", "logs", "--raw", "--timestamps", "--tail", "2000", service,
                             host=manager(), check=False)
         (out / f"{service}.log").write_text(logs.stdout + logs.stderr)
+    # what the entry service's readiness says inside each task: the balancers' checks read it,
+    # and their log records only the changes between up and down
+    service, port, path = swarm.ENTRY[stack]
+    probe = (f"import urllib.request, urllib.error\ntry:\n r = urllib.request.urlopen("
+             f"'http://127.0.0.1:{port}{path}', timeout=5); print(r.status, r.read().decode())\n"
+             "except urllib.error.HTTPError as e: print(e.code, e.read().decode())\n"
+             "except Exception as e: print(type(e).__name__, e)")
+    with (out / "readiness.txt").open("w") as f:
+        for node in _nodes():
+            ids = swarm.docker("ps", "-q", "--filter", f"name={project(stack)}_{service}.", host=node.sock,
+                               check=False).stdout.split()
+            for cid in ids:
+                r = swarm.docker("exec", cid, "python3", "-c", probe, host=node.sock, check=False)
+                f.write(f"{node.name} {cid}: {(r.stdout + r.stderr).strip()}\n")
     return out
 
 
