@@ -3,6 +3,7 @@
 
     .venv/bin/python tests/cluster/stacks_on_swarm.py [fx] [bsopt] [--json OUT]   # the whole run
     .venv/bin/python tests/cluster/stacks_on_swarm.py step up|e2e|loss|roll|down STACK  # by hand, nodes kept
+    .venv/bin/python tests/cluster/stacks_on_swarm.py repeat STACK N [SECONDS]  # N deploys on empty volumes
     .venv/bin/python tests/cluster/nodes.py cleanup
 
 Three dockerd nodes (nodes.py) and a plain-HTTP registry on their bridge that `fxstack push` fills
@@ -494,6 +495,48 @@ def main(stacks: list[str], out_json: str | None = None, extra=None) -> dict:
                 print(results[stack]["line"])
 
 
+def wipe_volumes(stack: str) -> None:
+    """A removed stack's volumes on every node and under the shared path: the next deploy
+    starts empty (no database, no registered model)."""
+    for n in _nodes():
+        vols = n.docker("volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={project(stack)}",
+                        check=False).stdout.split()
+        deadline = time.monotonic() + 30
+        # a volume stays in use for a moment after its task's container is gone
+        while vols and n.docker("volume", "rm", "-f", *vols, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{stack}: volumes {vols} on {n.name} still in use after 30 s")
+            time.sleep(1)
+    for d in SHARED.iterdir() if SHARED.exists() else ():
+        shutil.rmtree(d) if d.is_dir() else d.unlink()
+
+
+def repeat(stack: str, cycles: int, seconds: float = float("inf")) -> list:
+    """Deploy on empty volumes, end to end, remove, `cycles` times (or until `seconds` have
+    passed): the first-model path (services up before any model or data exists) again and
+    again. Stops at the first failure, keeping its logs."""
+    results: list = []
+    t = time.monotonic()
+    try:
+        state = cluster_up()
+        while len(results) < cycles and time.monotonic() - t < seconds:
+            deploy(stack, state)
+            try:
+                results.append({"passed": True, "seconds": e2e(stack)["seconds"]})
+            except Exception as exc:
+                results.append({"passed": False, "error": str(exc)[:500], "logs": str(keep_logs(stack))})
+            remove(stack)
+            wipe_volumes(stack)
+            log(f"{stack}: cycle {len(results)}: {results[-1]}")
+            if not results[-1]["passed"]:
+                break
+        return results
+    finally:
+        nodes.cleanup()
+        log(f"{stack}: {sum(r['passed'] for r in results)} of {len(results)} cycles passed; "
+            f"left behind: {nodes.leftovers() or 'nothing'}")
+
+
 def step(name: str, stack: str | None) -> object:
     state = _state()
     if name == "up":
@@ -515,7 +558,9 @@ def step(name: str, stack: str | None) -> object:
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    if argv[:1] == ["step"]:
+    if argv[:1] == ["repeat"]:
+        print(json.dumps(repeat(argv[1], int(argv[2]), float(argv[3]) if len(argv) > 3 else float("inf")), indent=1))
+    elif argv[:1] == ["step"]:
         print(json.dumps(step(argv[1], argv[2] if len(argv) > 2 else None), indent=1, default=str))
     else:
         out_json = argv[argv.index("--json") + 1] if "--json" in argv else None
