@@ -6,50 +6,30 @@ and nothing comes back."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from fxstack.stack.docker_state import free_port
-
 pytestmark = pytest.mark.integration
 redis = pytest.importorskip("redis")
 from bsopt.common import scrape_requests  # noqa: E402  (imports redis)
 from bsopt.scrapers import engine  # noqa: E402
+from services.conftest import redis_server  # noqa: E402,F401  (the session's redis-server, as tests/contract)
 
 CLAIM_AFTER = 1.0
 
 
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
-    port, d = free_port(), tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(d)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            redis.Redis(port=port).ping()
-            break
-        except redis.ConnectionError:
-            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(10)
+@pytest.fixture
+def redis_port(redis_server):
+    return redis_server["port"]
 
 
 @pytest.fixture
 def rds(redis_port):
     client = redis.Redis(port=redis_port)
-    client.flushall()
+    client.delete(scrape_requests.STREAM)     # the server is the session's: only this key is ours
     return client
 
 
@@ -152,7 +132,7 @@ def test_the_scraper_loop_serves_requests_queued_before_it_started_and_after_red
     assert scraper.ids == [None, "d" * 32]                    # the scheduled run, then the request
     assert _status(rds, "d" * 32) == b"done"
 
-    rds.flushall()                                            # Redis restarted without its data
+    rds.delete(scrape_requests.STREAM)                        # Redis restarted without its data
     scrape_requests.push(rds, "e" * 32)
     engine.loop(scraper, consumer, interval=3600, turns=2)
     assert scraper.ids[-1] == "e" * 32, f"after the group was lost the loop ran {scraper.ids}"
