@@ -14,6 +14,7 @@ import time
 
 import prebuild
 import pytest
+import parallel
 from parallel import (  # noqa: F401
     pytest_collection_modifyitems_shared_state, pytest_runtest_logreport_summary_lines,
     pytest_terminal_summary_from_workers)
@@ -25,6 +26,7 @@ from tier_rules import (  # noqa: F401
 @pytest.hookimpl(specname="pytest_collection_modifyitems", trylast=True)
 def pytest_collection_modifyitems_images_last(items):
     prebuild.order(items, _tier)
+    parallel.order(items)
 
 
 def pytest_collection_finish(session):
@@ -94,15 +96,16 @@ def _free_port(taken: set[int] = set()) -> int:
 
     from fxstack.stack.docker_state import port_in_use
 
+    low, high = parallel.port_range(20000, 32000)
     for _ in range(1000):
-        port = random.randint(20000, 32000)
+        port = random.randint(low, high - 1)
         if port not in taken and not port_in_use("127.0.0.1", port):
             taken.add(port)
             return port
-    raise RuntimeError("no free port in 20000-32000 on 127.0.0.1")
+    raise RuntimeError(f"no free port in {low}-{high - 1} on 127.0.0.1")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def free_port():
     """_free_port for tests outside this folder: `from conftest import ...` would find whichever
     conftest module pytest imported first under that name (tests/nix has one too)."""

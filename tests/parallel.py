@@ -1,20 +1,27 @@
 """`./fx check` in two test processes (pytest-xdist, `--dist loadgroup`), imported by tests/conftest.py.
 
-FX_TEST_PROCESSES sets the number of processes; `./fx check` passes `-n N --dist loadgroup` when
-it is above 1 (the default is 1: one process, as before). What may run at the same time:
+FX_TEST_PROCESSES sets the number of processes; `./fx check` passes `-n N --dist loadgroup
+--no-loadscope-reorder` when it is above 1. What may run at the same time:
 
 - unit tests: any of them, on either process (no server, no Docker, their own tmp_path);
 - tests that need no shared machine state (MACHINE_FREE: root filesystem builds in their own
   directories, services on free 127.0.0.1 ports, Nix evaluations): either process, a module's
   tests together (its module fixtures are made once);
-- every other test (a running stack, a Compose project, published ports, images loaded into the
-  daemon, `gc`/prune, "nothing left behind" checks, the guides, the benchmark's clean-up, the
-  host's own packages) is in one xdist group, SHARED, which xdist runs in one process, in
-  collection order. A test module that is not listed below is in SHARED: a new module is safe
-  by default and only faster once someone has checked it belongs to MACHINE_FREE.
+- a stack's own tests (OWN_STACK): those that touch nothing but their stack's own Compose
+  projects, their named volumes and free ports, and images every process builds and loads the same
+  way. Each such stack is one xdist group, run beside SHARED;
+- every other test (the FX session stack, a Compose project of no stack's own, published ports,
+  images loaded or removed, `gc`/prune, machine-wide listings of containers or volumes, the guides,
+  the benchmark's clean-up, the host's own packages) is in one xdist group, SHARED, which xdist
+  runs in one process, in collection order. A test module that is not listed below is in SHARED:
+  a new module is safe by default and only faster once someone has checked where it belongs.
 
-The image build beside the tests (prebuild.py) is started once per run, by whichever process
-finishes collecting first, and every process waits for the same build (a file it writes when done).
+Order: the work any process may take (unit, then MACHINE_FREE) comes first and the groups last, and
+xdist keeps that order (`--no-loadscope-reorder`; its default hands the largest group out first,
+to a process that would then sit waiting for the image build). The image build beside the tests
+(prebuild.py) is started once per run, by whichever process finishes collecting first, and every
+process waits for the same build (a file it writes when done). Each process takes its test ports
+from its own range (`port_range`), so two stacks never pick the same one.
 """
 
 from __future__ import annotations
@@ -40,7 +47,18 @@ MACHINE_FREE = frozenset({
     "tests/bsopt/test_scraper_host.py",
     "tests/bsopt/test_scrape_requests.py",       # its own redis-server on a free port
 })
-# Fixtures that reach the Docker daemon: a test that asks for one is in SHARED wherever it lives.
+# A stack's own tests, per stack: the modules that are all of one stack, and the modules whose
+# tests take the stack as a parameter (STACK_PARAM: tests/security walks every stack).
+OWN_STACK = {
+    "bsopt": frozenset({
+        "tests/bsopt/test_bsopt_stack.py",   # projects bsopt-it (module) and the dev copy's
+        "tests/stack/test_custody_bsopt.py",  # project bsopt-custody; its volume check is its own
+    }),
+}
+STACK_PARAM = "secured"
+PARAMETRIZED_BY_STACK = frozenset({"tests/security/test_stack_security.py"})
+# Fixtures that reach the Docker daemon: a test that asks for one is in SHARED wherever it lives,
+# unless it is one of a stack's own tests.
 DOCKER_FIXTURES = frozenset({"docker_client", "cpu_images", "stack"})
 
 
@@ -49,12 +67,33 @@ def worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
+def port_range(low: int, high: int) -> tuple[int, int]:
+    """This process's share of [low, high): all of it in a run of one process, else the worker's
+    own slice (gw0 the first, gw1 the second, ...), so that ports two processes pick at the same
+    time cannot meet."""
+    worker, count = worker_id(), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker or count < 2:
+        return low, high
+    index = int(worker.removeprefix("gw") or 0) % count
+    size = (high - low) // count
+    return low + index * size, low + (index + 1) * size
+
+
 def module_path(item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+def own_stack(item) -> str:
+    """The stack whose own test this is (OWN_STACK), or ''."""
+    module = module_path(item)
+    if module in PARAMETRIZED_BY_STACK:
+        stack = getattr(getattr(item, "callspec", None), "params", {}).get(STACK_PARAM, "")
+        return stack if stack in OWN_STACK else ""
+    return next((stack for stack, modules in OWN_STACK.items() if module in modules), "")
+
+
 def needs_shared_state(item, tier: str) -> bool:
-    if tier == "unit":
+    if tier == "unit" or own_stack(item):
         return False
     params = getattr(getattr(item, "callspec", None), "params", {})
     if DOCKER_FIXTURES & (set(getattr(item, "fixturenames", ())) - set(params)):
@@ -62,18 +101,39 @@ def needs_shared_state(item, tier: str) -> bool:
     return module_path(item) not in MACHINE_FREE
 
 
+def group_of(item, tier: str) -> str:
+    """The xdist group a test runs in: '' (any process), SHARED, `stack-NAME`, or its module."""
+    if tier == "unit":
+        return ""
+    if own_stack(item):
+        return f"stack-{own_stack(item)}"
+    if needs_shared_state(item, tier):
+        return SHARED
+    return module_path(item)  # one process per module: its module fixtures are made once
+
+
 def group(items, tier_of) -> None:
-    """Mark every test that uses shared machine state with the SHARED xdist group (a no-op in one
-    process: the mark only means something to `--dist loadgroup`)."""
+    """Mark every non-unit test with its xdist group (a no-op in one process: the marks only mean
+    something to `--dist loadgroup`)."""
     if not worker_id():
         return
     for item in items:
-        tier = tier_of(item)
-        if needs_shared_state(item, tier):
-            item.add_marker(pytest.mark.xdist_group(SHARED))
-        elif tier != "unit":
-            # One process per module: its module fixtures (a root filesystem, a server) are made once.
-            item.add_marker(pytest.mark.xdist_group(module_path(item)))
+        name = group_of(item, tier_of(item))
+        if name:
+            item.add_marker(pytest.mark.xdist_group(name))
+
+
+def holds_machine_state(item) -> bool:
+    return any(mark.args and (mark.args[0] == SHARED or str(mark.args[0]).startswith("stack-"))
+               for mark in item.iter_markers("xdist_group"))
+
+
+def order(items) -> None:
+    """The groups of machine state (SHARED, the stacks') after everything else, the order within
+    each part kept: they wait for the image build, and the rest keeps it company. Called after
+    prebuild.order, whose order of unit tier, no image, images it refines."""
+    if worker_id():
+        items.sort(key=holds_machine_state)
 
 
 # Before pytest-xdist's own hook, which reads the xdist_group marks into the node ids.

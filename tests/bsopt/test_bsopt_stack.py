@@ -151,9 +151,8 @@ def test_each_call_our_profile_adds_is_needed(refs, tmp_path, call):
 
 # ------------------------------------------------------------------ the stack
 @pytest.fixture(scope="module")
-def bsopt_stack(refs, tmp_path_factory):
+def bsopt_stack(refs, tmp_path_factory, free_port):
     from fxstack.stack import lifecycle
-    from fxstack.stack.docker_state import free_port
     from fxstack.stack.target import Target
     from fxstack.stacks.bsopt import BSOPT
 

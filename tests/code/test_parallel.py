@@ -67,7 +67,8 @@ def run_two(tmp_path: Path, strict: bool) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_ADDOPTS"}
     env["FX_CHECK_STRICT"] = "1" if strict else ""
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2",
-                           "--dist", "loadgroup", "--rootdir", str(tmp_path), str(tmp_path)],
+                           "--dist", "loadgroup", "--no-loadscope-reorder", "--rootdir", str(tmp_path),
+                           str(tmp_path)],
                           capture_output=True, text=True, env=env, cwd=tmp_path)
 
 
@@ -87,8 +88,17 @@ def test_shared_state_tests_run_in_one_process_and_the_tier_rules_hold(tmp_path)
 
 
 class Item:
-    def __init__(self, nodeid, *fixtures):
+    def __init__(self, nodeid, *fixtures, **params):
         self.nodeid, self.fixturenames = nodeid, fixtures
+        if params:
+            self.callspec = type("CallSpec", (), {"params": params})()
+        self.marks = []
+
+    def add_marker(self, mark):
+        self.marks.append(mark.mark)
+
+    def iter_markers(self, name):
+        return (m for m in self.marks if m.name == name)
 
 
 def test_only_checked_modules_leave_the_shared_group():
@@ -99,6 +109,43 @@ def test_only_checked_modules_leave_the_shared_group():
     assert not parallel.needs_shared_state(Item("tests/new/test_new.py::test_x"), "unit")
     for module in parallel.MACHINE_FREE:
         assert (TESTS.parent / module).is_file(), f"{module} in parallel.MACHINE_FREE does not exist"
+
+
+def test_a_stacks_own_tests_form_its_group_and_every_group_of_machine_state_comes_last(monkeypatch):
+    from fxstack.stacks.registry import STACKS
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    items = [Item("tests/bsopt/test_bsopt_stack.py::test_up", "docker_client"),
+             Item("tests/security/test_stack_security.py::test_kill[bsopt]", "docker_client", secured="bsopt"),
+             Item("tests/security/test_stack_security.py::test_kill[fx]", "docker_client", "stack", secured="fx"),
+             Item("tests/stack/test_stack_integration.py::test_dag", "stack"),
+             Item("tests/builder/test_debian_drift.py::test_x", "tmp_path"),
+             Item("tests/builder/test_specs.py::test_y")]
+    tiers = {items[-1].nodeid: "unit"}
+    parallel.group(items, lambda item: tiers.get(item.nodeid, "integration"))
+    groups = {item.nodeid.split("::")[1]: [m.args[0] for m in item.iter_markers("xdist_group")] for item in items}
+    assert groups == {"test_up": ["stack-bsopt"], "test_kill[bsopt]": ["stack-bsopt"],
+                      "test_kill[fx]": [parallel.SHARED], "test_dag": [parallel.SHARED],
+                      "test_x": ["tests/builder/test_debian_drift.py"], "test_y": []}
+    parallel.order(items)
+    assert [i.nodeid.split("::")[1] for i in items] == ["test_x", "test_y", "test_up", "test_kill[bsopt]",
+                                                        "test_kill[fx]", "test_dag"]
+    # every stack named there is a stack, and its modules exist
+    for stack, modules in parallel.OWN_STACK.items():
+        assert stack in STACKS, f"parallel.OWN_STACK names {stack}, which is no stack"
+        for module in modules:
+            assert (TESTS.parent / module).is_file(), f"{module} in parallel.OWN_STACK does not exist"
+
+
+def test_each_process_picks_ports_from_a_range_of_its_own(monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    assert parallel.port_range(20000, 32000) == (20000, 32000)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    ranges = []
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        ranges.append(parallel.port_range(20000, 32000))
+    assert ranges == [(20000, 26000), (26000, 32000)]
 
 
 def test_one_build_serves_every_process(tmp_path, monkeypatch):

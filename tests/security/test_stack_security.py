@@ -44,11 +44,11 @@ class Secured:
                 for c in ds.project_containers(dc, self.target.project_name, all_=False)}
 
 
-def _bsopt_target(tmp_path_factory):
+def _bsopt_target(tmp_path_factory, free_port):
     from fxstack.stack.target import Target
 
     return Target(STACKS["bsopt"], project="bsopt-sec", env_file=tmp_path_factory.mktemp("bsopt-sec") / "bsopt.env",
-                  overrides={v: str(ds.free_port()) for v in ("BSOPT_API_PORT", "BSOPT_PRICING_PORT")})
+                  overrides={v: str(free_port()) for v in ("BSOPT_API_PORT", "BSOPT_PRICING_PORT")})
 
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED))
@@ -59,7 +59,7 @@ def secured(request, docker_client, tmp_path_factory):
         return
     from fxstack.stack import lifecycle
 
-    target = _bsopt_target(tmp_path_factory)
+    target = _bsopt_target(tmp_path_factory, request.getfixturevalue("free_port"))
     try:
         lifecycle.down(target, volumes=True, out=sys.stderr)
         lifecycle.up(target, build=True, timeout=600, out=sys.stderr)

@@ -21,7 +21,6 @@ import pytest
 from fxstack.envfile import read_env
 from fxstack.errors import FxError
 from fxstack.stack import custody, lifecycle
-from fxstack.stack.docker_state import free_port
 from fxstack.stack.target import Target
 from fxstack.stacks.bsopt import BSOPT
 
@@ -40,7 +39,7 @@ def psql(dc, target: Target, sql: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def first(docker_client, tmp_path_factory):
+def first(docker_client, tmp_path_factory, free_port):
     target = Target(BSOPT, project=PROJECT, env_file=tmp_path_factory.mktemp("first") / "bsopt.env",
                     overrides={"BSOPT_API_PORT": str(free_port()), "BSOPT_PRICING_PORT": str(free_port())})
     lifecycle.down(target, volumes=True, out=sys.stderr)
@@ -50,9 +49,15 @@ def first(docker_client, tmp_path_factory):
         lifecycle.down(target, volumes=True, out=sys.stderr)
 
 
+def project_volumes(dc) -> set[str]:
+    """Every volume a container of the project has mounted, named or anonymous."""
+    containers = dc.containers.list(all=True, filters={"label": f"com.docker.compose.project={PROJECT}"})
+    assert containers, f"no container of {PROJECT}"
+    return {m["Name"] for c in containers for m in c.attrs.get("Mounts", []) if m.get("Type") == "volume"}
+
+
 def test_data_stays_with_new_secrets_and_one_checkout_runs_at_a_time(first, docker_client, tmp_path):
     dc = docker_client
-    volumes_before = {v.name for v in dc.volumes.list()}
     lifecycle.up(first, build=True, timeout=600, out=sys.stderr)
     token = secrets.token_hex(8)
     psql(dc, first, "CREATE TABLE custody (token text)")
@@ -74,13 +79,16 @@ def test_data_stays_with_new_secrets_and_one_checkout_runs_at_a_time(first, dock
     with pytest.raises(FxError, match="running from another checkout"):
         lifecycle.test(clone, out=io.StringIO())
     # down acts on the project's one stack, whichever checkout started it, and says whose it was
+    mounted = project_volumes(dc)
     out = io.StringIO()
     lifecycle.down(clone, out=out)
     assert f"ran from the checkout {REPO}" in out.getvalue()
     assert not first.states(dc)
     # what `down` keeps is the project's named volumes, nothing anonymous (an image's VOLUME a
-    # container got without a mount there: no later up finds it again, so each down left one)
-    kept = {v.name for v in dc.volumes.list()} - volumes_before
+    # container got without a mount there: no later up finds it again, so each down left one).
+    # The volumes its containers had, not a machine-wide before and after: another process's
+    # stack may come and go meanwhile (tests/parallel.py).
+    kept = {v.name for v in dc.volumes.list()} & mounted
     assert kept and all(name.startswith(f"{PROJECT}_") for name in kept), sorted(kept)
 
     # the second clone with the volumes kept: new secrets, the data is there, the roles follow

@@ -13,7 +13,6 @@ that entry pins:
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import FxError
+from .store import file_lock
 
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 LEGACY_SOURCES = Path("/etc/apt/sources.list")
@@ -98,12 +98,8 @@ class AptMirror:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        with open(self.dir / ".lock", "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with file_lock(self.dir / ".lock"):
+            yield
 
     def index_age(self) -> float | None:
         stamp = self.dir / "updated"

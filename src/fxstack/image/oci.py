@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 from ..specs import ImageSpec
 from .settings import LAYER_MEDIA_TYPE, created
-from .store import BlobStore, atomic_write_bytes, canonical_json
+from .store import BlobStore, atomic_write_bytes, canonical_json, file_lock
 
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -80,14 +80,8 @@ def _index_lock(store: BlobStore) -> Iterator[None]:
     """Builds, `fxstack sbom` and the harness write index.json from several processes at once
     (state_lock lets them share the state directory): each read-modify-write holds this lock,
     so none writes back an index read before another's entry landed."""
-    import fcntl
-
-    with open(store.root / ".index.lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(store.root / ".index.lock"):
+        yield
 
 
 def edit_index(store: BlobStore, change: Callable[[dict[str, dict]], None]) -> None:

@@ -128,6 +128,21 @@ def inputs_key(*parts: Any) -> str:
 
 
 @contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing), for a read-modify-write that several
+    processes do on one file, or a start that only one of them may do."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
 def state_lock(state: Path, *, exclusive: bool) -> Iterator[None]:
     """Builds and loads share the state directory; `gc` needs it to itself, or it could delete
     a layer a build has just written but not yet named in an image."""

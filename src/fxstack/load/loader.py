@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..image.builder import Builder, BuiltImage
-from ..image.store import atomic_write_bytes, state_lock
+from ..image.store import atomic_write_bytes, file_lock, state_lock
 from ..docker_api import client as docker_client
 from ..errors import FxError
 from ..reclaim import Freed
@@ -30,20 +30,22 @@ def env_var_for(name: str) -> str:
 def write_images_env(state: Path, refs: dict[str, str]) -> Path:
     """`.fxstack/images.env`: the refs Compose substitutes; existing lines for other images kept."""
     path = state / "images.env"
-    lines = read_env(path)
-    for name, ref in refs.items():
-        lines[env_var_for(name)] = ref
-    return _write_images_env(path, lines)
+    with file_lock(state / ".images.env.lock"):  # two loads at once: neither drops the other's lines
+        lines = read_env(path)
+        for name, ref in refs.items():
+            lines[env_var_for(name)] = ref
+        return _write_images_env(path, lines)
 
 
 def forget_images_env(state: Path, names: list[str]) -> Path:
     """Drop the named images' lines from `.fxstack/images.env` (an image that is no longer part of
     this checkout: gc keeps whatever images.env names)."""
     path = state / "images.env"
-    lines = read_env(path)
-    for name in names:
-        lines.pop(env_var_for(name), None)
-    return _write_images_env(path, lines)
+    with file_lock(state / ".images.env.lock"):
+        lines = read_env(path)
+        for name in names:
+            lines.pop(env_var_for(name), None)
+        return _write_images_env(path, lines)
 
 
 def _write_images_env(path: Path, lines: dict[str, str]) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..image.oci import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
-from ..image.store import BlobStore, atomic_write_bytes
+from ..image.store import BlobStore, atomic_write_bytes, file_lock
 from ..errors import FxError
 from ..poll import TimedOut, poll
 from .http import Response, Session
@@ -65,6 +65,15 @@ class LocalRegistry:
             raise FxError("no registry binary found", where="docker-registry",
                           hint="apt-get install docker-registry, or use `fxstack load --method docker-load`")
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Two loads at once (two `fxstack load`, two test processes) start one registry: the
+        # second finds the first's answering once it has the lock.
+        with file_lock(self.dir / ".start.lock"):
+            if self._up():
+                self._running = True
+                return
+            self._start(binary)
+
+    def _start(self, binary: str) -> None:
         config = self.dir / "config.yml"
         config.write_text(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"

@@ -28,12 +28,18 @@ def image_user_ids(dc, ref: str) -> tuple[int, int]:
     name, _, group = user.partition(":")
     if name.isdigit():
         return int(name), int(group) if group.isdigit() else int(name)
-    container = dc.containers.create(ref, entrypoint=["/nonexistent"], command=[], network_disabled=True)
+    # A tmpfs over each path the image declares a VOLUME (postgres, redis): Docker makes no
+    # anonymous volume for a path that has a mount, and the container never starts, so no tmpfs
+    # is made either. An anonymous volume, even one removed with the container, is seen by
+    # whatever lists volumes meanwhile.
+    volumes = (image.attrs.get("Config") or {}).get("Volumes") or {}
+    container = dc.containers.create(ref, entrypoint=["/nonexistent"], command=[], network_disabled=True,
+                                     tmpfs={path: "" for path in volumes})
     try:
         stream, _ = container.get_archive("/etc/passwd")
         data = b"".join(stream)
     finally:
-        container.remove(force=True, v=True)  # and the anonymous volumes of VOLUME images (postgres, redis)
+        container.remove(force=True, v=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         member = tar.extractfile(tar.getmembers()[0])
         passwd = member.read().decode() if member else ""
