@@ -7,12 +7,11 @@ FX_TEST_PROCESSES sets the number of processes; `./fx check` passes `-n N --dist
 - tests that need no shared machine state (MACHINE_FREE: root filesystem builds in their own
   directories, services on free 127.0.0.1 ports, Nix evaluations): either process, a module's
   tests together (its module fixtures are made once);
-- a stack's own tests (OWN_STACK): those that touch nothing but their stack's own Compose
-  projects, their named volumes and free ports, and images every process builds and loads the same
-  way. Each such stack is one xdist group, run beside SHARED;
-- every other test (the FX session stack, a Compose project of no stack's own, published ports,
-  images loaded or removed, `gc`/prune, machine-wide listings of containers or volumes, the guides,
-  the benchmark's clean-up, the host's own packages) is in one xdist group, SHARED, which xdist
+- Docker tests that touch only what they make themselves (OWN_PROJECTS: bsopt's stack tests, the
+  guides, the load balancer): one xdist group, run beside SHARED;
+- every other test (the FX session stack, published ports, images loaded or removed, `gc`/prune,
+  machine-wide listings of containers or volumes, the benchmark's clean-up, the host's own
+  packages) is in one xdist group, SHARED, which xdist
   runs in one process, in collection order. A test module that is not listed below is in SHARED:
   a new module is safe by default and only faster once someone has checked where it belongs.
 
@@ -47,18 +46,24 @@ MACHINE_FREE = frozenset({
     "tests/bsopt/test_scraper_host.py",
     "tests/bsopt/test_scrape_requests.py",       # its own redis-server on a free port
 })
-# A stack's own tests, per stack: the modules that are all of one stack, and the modules whose
-# tests take the stack as a parameter (STACK_PARAM: tests/security walks every stack).
-OWN_STACK = {
-    "bsopt": frozenset({
-        "tests/bsopt/test_bsopt_stack.py",   # projects bsopt-it (module) and the dev copy's
-        "tests/stack/test_custody_bsopt.py",  # project bsopt-custody; its volume check is its own
-    }),
-}
-STACK_PARAM = "secured"
-PARAMETRIZED_BY_STACK = frozenset({"tests/security/test_stack_security.py"})
+# Docker tests that touch only what they make themselves: Compose projects of their own (not the
+# FX session stack), containers and networks under names of their own, the volumes they find
+# through their own containers, free ports from their process's range; images they build and load
+# as every process does (images.env and the local registry's start are under a file lock). They
+# form one xdist group, OWN_PROJECTS, run beside SHARED.
+OWN_PROJECTS = "own-projects"
+OWN_PROJECT_MODULES = frozenset({
+    "tests/bsopt/test_bsopt_stack.py",      # projects bsopt-it, and its dev copy's
+    "tests/stack/test_custody_bsopt.py",    # project bsopt-custody
+    "tests/docs/test_guides.py",            # projects fxguide-*; it forgets only its own images.env lines
+    "tests/cluster/test_load_balancer.py",  # containers and a network named fxlb-<random>
+})
+# Modules whose tests take the stack as this parameter: each stack but the one of the session
+# fixture `stack` (tests/conftest.py; the SHARED tests use it) is a project of its own.
+STACK_PARAMETRIZED = {"tests/security/test_stack_security.py": "secured"}
+SESSION_STACK = "fx"
 # Fixtures that reach the Docker daemon: a test that asks for one is in SHARED wherever it lives,
-# unless it is one of a stack's own tests.
+# unless it is in OWN_PROJECTS.
 DOCKER_FIXTURES = frozenset({"docker_client", "cpu_images", "stack"})
 
 
@@ -83,17 +88,18 @@ def module_path(item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
-def own_stack(item) -> str:
-    """The stack whose own test this is (OWN_STACK), or ''."""
+def own_projects(item) -> bool:
+    """Whether the test touches only Docker objects of its own (OWN_PROJECT_MODULES, or a stack
+    parameter naming another stack than the session's)."""
     module = module_path(item)
-    if module in PARAMETRIZED_BY_STACK:
-        stack = getattr(getattr(item, "callspec", None), "params", {}).get(STACK_PARAM, "")
-        return stack if stack in OWN_STACK else ""
-    return next((stack for stack, modules in OWN_STACK.items() if module in modules), "")
+    if module in STACK_PARAMETRIZED:
+        stack = getattr(getattr(item, "callspec", None), "params", {}).get(STACK_PARAMETRIZED[module])
+        return stack is not None and stack != SESSION_STACK
+    return module in OWN_PROJECT_MODULES
 
 
 def needs_shared_state(item, tier: str) -> bool:
-    if tier == "unit" or own_stack(item):
+    if tier == "unit" or own_projects(item):
         return False
     params = getattr(getattr(item, "callspec", None), "params", {})
     if DOCKER_FIXTURES & (set(getattr(item, "fixturenames", ())) - set(params)):
@@ -102,11 +108,11 @@ def needs_shared_state(item, tier: str) -> bool:
 
 
 def group_of(item, tier: str) -> str:
-    """The xdist group a test runs in: '' (any process), SHARED, `stack-NAME`, or its module."""
+    """The xdist group a test runs in: '' (any process), SHARED, OWN_PROJECTS, or its module."""
     if tier == "unit":
         return ""
-    if own_stack(item):
-        return f"stack-{own_stack(item)}"
+    if own_projects(item):
+        return OWN_PROJECTS
     if needs_shared_state(item, tier):
         return SHARED
     return module_path(item)  # one process per module: its module fixtures are made once
@@ -124,12 +130,11 @@ def group(items, tier_of) -> None:
 
 
 def holds_machine_state(item) -> bool:
-    return any(mark.args and (mark.args[0] == SHARED or str(mark.args[0]).startswith("stack-"))
-               for mark in item.iter_markers("xdist_group"))
+    return any(mark.args and mark.args[0] in (SHARED, OWN_PROJECTS) for mark in item.iter_markers("xdist_group"))
 
 
 def order(items) -> None:
-    """The groups of machine state (SHARED, the stacks') after everything else, the order within
+    """The groups of machine state (SHARED, OWN_PROJECTS) after everything else, the order within
     each part kept: they wait for the image build, and the rest keeps it company. Called after
     prebuild.order, whose order of unit tier, no image, images it refines."""
     if worker_id():

@@ -107,34 +107,37 @@ def test_only_checked_modules_leave_the_shared_group():
     assert parallel.needs_shared_state(Item(free, "docker_client"), "integration")   # a daemon, wherever
     assert parallel.needs_shared_state(Item("tests/new/test_new.py::test_x"), "integration")  # unchecked
     assert not parallel.needs_shared_state(Item("tests/new/test_new.py::test_x"), "unit")
-    for module in parallel.MACHINE_FREE:
-        assert (TESTS.parent / module).is_file(), f"{module} in parallel.MACHINE_FREE does not exist"
 
 
-def test_a_stacks_own_tests_form_its_group_and_every_group_of_machine_state_comes_last(monkeypatch):
+def test_tests_of_their_own_projects_form_a_group_and_the_groups_of_machine_state_come_last(monkeypatch):
     from fxstack.stacks.registry import STACKS
 
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     items = [Item("tests/bsopt/test_bsopt_stack.py::test_up", "docker_client"),
              Item("tests/security/test_stack_security.py::test_kill[bsopt]", "docker_client", secured="bsopt"),
-             Item("tests/security/test_stack_security.py::test_kill[fx]", "docker_client", "stack", secured="fx"),
+             Item("tests/security/test_stack_security.py::test_kill[fx]", "docker_client", secured="fx"),
+             Item("tests/security/test_stack_security.py::test_every_stack_is_checked"),
              Item("tests/stack/test_stack_integration.py::test_dag", "stack"),
              Item("tests/builder/test_debian_drift.py::test_x", "tmp_path"),
              Item("tests/builder/test_specs.py::test_y")]
     tiers = {items[-1].nodeid: "unit"}
     parallel.group(items, lambda item: tiers.get(item.nodeid, "integration"))
     groups = {item.nodeid.split("::")[1]: [m.args[0] for m in item.iter_markers("xdist_group")] for item in items}
-    assert groups == {"test_up": ["stack-bsopt"], "test_kill[bsopt]": ["stack-bsopt"],
-                      "test_kill[fx]": [parallel.SHARED], "test_dag": [parallel.SHARED],
+    own, shared = parallel.OWN_PROJECTS, parallel.SHARED
+    assert groups == {"test_up": [own], "test_kill[bsopt]": [own], "test_kill[fx]": [shared],
+                      "test_every_stack_is_checked": [shared], "test_dag": [shared],
                       "test_x": ["tests/builder/test_debian_drift.py"], "test_y": []}
     parallel.order(items)
-    assert [i.nodeid.split("::")[1] for i in items] == ["test_x", "test_y", "test_up", "test_kill[bsopt]",
-                                                        "test_kill[fx]", "test_dag"]
-    # every stack named there is a stack, and its modules exist
-    for stack, modules in parallel.OWN_STACK.items():
-        assert stack in STACKS, f"parallel.OWN_STACK names {stack}, which is no stack"
-        for module in modules:
-            assert (TESTS.parent / module).is_file(), f"{module} in parallel.OWN_STACK does not exist"
+    assert [i.nodeid.split("::")[1] for i in items] == [
+        "test_x", "test_y", "test_up", "test_kill[bsopt]", "test_kill[fx]", "test_every_stack_is_checked", "test_dag"]
+    # every stack but the session's runs beside SHARED in the module that walks the stacks
+    for module, param in parallel.STACK_PARAMETRIZED.items():
+        for stack in STACKS:
+            item = Item(f"{module}::test_kill[{stack}]", "docker_client", **{param: stack})
+            assert parallel.own_projects(item) == (stack != parallel.SESSION_STACK), stack
+    assert parallel.SESSION_STACK in STACKS
+    for module in (*parallel.OWN_PROJECT_MODULES, *parallel.STACK_PARAMETRIZED, *parallel.MACHINE_FREE):
+        assert (TESTS.parent / module).is_file(), f"{module} in tests/parallel.py does not exist"
 
 
 def test_each_process_picks_ports_from_a_range_of_its_own(monkeypatch):
