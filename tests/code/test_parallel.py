@@ -100,6 +100,9 @@ class Item:
     def iter_markers(self, name):
         return (m for m in self.marks if m.name == name)
 
+    def get_closest_marker(self, name):
+        return next(self.iter_markers(name), None)
+
 
 def test_only_checked_modules_leave_the_shared_group():
     free = "tests/builder/test_debian_drift.py::test_x"
@@ -127,9 +130,15 @@ def test_tests_of_their_own_projects_form_a_group_and_the_groups_of_machine_stat
     assert groups == {"test_up": [own], "test_kill[bsopt]": [own], "test_kill[fx]": [shared],
                       "test_every_stack_is_checked": [shared], "test_dag": [shared],
                       "test_x": ["tests/builder/test_debian_drift.py"], "test_y": []}
+    # in two processes the groups of machine state last; in three right after the unit tier
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
     parallel.order(items)
     assert [i.nodeid.split("::")[1] for i in items] == [
         "test_x", "test_y", "test_up", "test_kill[bsopt]", "test_kill[fx]", "test_every_stack_is_checked", "test_dag"]
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+    parallel.order(items)
+    assert [i.nodeid.split("::")[1] for i in items] == [
+        "test_y", "test_up", "test_kill[bsopt]", "test_kill[fx]", "test_every_stack_is_checked", "test_dag", "test_x"]
     # every stack but the session's runs beside SHARED in the module that walks the stacks
     for module, param in parallel.STACK_PARAMETRIZED.items():
         for stack in STACKS:
