@@ -5,6 +5,8 @@
 
 Each test's time in the XML is its setup, call and teardown, so a session fixture (images
 built, a stack brought up) counts for the directory of the test that first or last needed it.
+In a run of several processes (tests/parallel.py) xdist names each test's group after an `@`:
+the table per group says how long each group of machine state kept its process busy.
 """
 
 from __future__ import annotations
@@ -29,6 +31,27 @@ def per_directory(xml: Path) -> dict[str, dict[str, float]]:
             for k, v in sorted(dirs.items(), key=lambda kv: -kv[1]["seconds"])}
 
 
+def per_group(xml: Path) -> dict[str, dict[str, float]]:
+    """{group: tests, seconds} of a run of several processes; empty for a run of one."""
+    from parallel import OWN_PROJECTS, SHARED
+
+    groups: dict[str, dict[str, float]] = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        name = case.get("name", "")
+        if "@" in name:
+            group = name.rsplit("@", 1)[1]
+            where = group if group in (SHARED, OWN_PROJECTS) else "one module each (MACHINE_FREE)"
+        else:
+            where = "unit tier"
+        entry = groups.setdefault(where, {"tests": 0, "seconds": 0.0})
+        entry["tests"] += 1
+        entry["seconds"] += float(case.get("time", 0) or 0)
+    if set(groups) == {"unit tier"}:
+        return {}
+    return {k: {"tests": v["tests"], "seconds": round(v["seconds"], 1)}
+            for k, v in sorted(groups.items(), key=lambda kv: -kv[1]["seconds"])}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("xml", type=Path)
@@ -41,9 +64,13 @@ def main(argv: list[str]) -> int:
     for where, v in dirs.items():
         print(f"{where:<24} {v['tests']:>4} tests {v['seconds']:>8.1f} s")
     print(f"{'whole run':<24} {sum(v['tests'] for v in dirs.values()):>4} tests {total:>8.1f} s")
+    groups = per_group(args.xml)
+    for where, v in groups.items():
+        print(f"group {where:<34} {v['tests']:>4} tests {v['seconds']:>8.1f} s")
     if args.json:
         tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seconds": round(total, 1), "per_directory": dirs}, indent=2) + "\n")
+        record = {"seconds": round(total, 1), "per_directory": dirs, **({"per_group": groups} if groups else {})}
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
         tmp.replace(args.json)
     return 0
 

@@ -37,6 +37,7 @@ def pytest_collection_finish(session):
 
 
 def pytest_runtest_setup(item):
+    parallel.yield_to_the_groups(item)
     if prebuild.needs_images(item, _tier):
         prebuild.wait()
 

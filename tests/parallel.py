@@ -155,6 +155,23 @@ def order(items) -> None:
         items.sort(key=holds_machine_state)
 
 
+def yield_to_the_groups(item) -> None:
+    """In three processes or more, a process's first test of a MACHINE_FREE module lowers its
+    priority for the rest of the run: from then on it takes only such work, beside the build and
+    the two groups of machine state, which are the run's longest path, and takes their idle time
+    (a quarter of theirs: they wait on containers) rather than their CPU."""
+    global _yielded
+    if _yielded or worker_count() < 3:
+        return
+    marks = [m.args[0] for m in item.iter_markers("xdist_group") if m.args]
+    if marks and marks[0] not in (SHARED, OWN_PROJECTS):
+        os.nice(5)  # not 10: a server these tests start must still answer their polls in time
+        _yielded = True
+
+
+_yielded = False
+
+
 # Before pytest-xdist's own hook, which reads the xdist_group marks into the node ids.
 @pytest.hookimpl(specname="pytest_collection_modifyitems", tryfirst=True)
 def pytest_collection_modifyitems_shared_state(items):

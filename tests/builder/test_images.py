@@ -291,6 +291,24 @@ def test_code_change_rebuilds_only_the_app_layer(cpu_images, tmp_path):
 
 
 
+def test_two_loads_of_one_image_at_once_both_succeed(cpu_images, docker_client):
+    """Two loads of an image Docker lacks, at once (two `fxstack load`, two test processes): both
+    pulled it from the local registry under one temporary name, and the second's removal of that
+    name failed with dockerd's 404. redis-exporter: no test of the other processes uses it."""
+    from fxstack.load.loader import load_images
+
+    builder, images = cpu_images
+    image = images["redis-exporter"]
+    docker_client.images.remove(image.ref)
+    messages: list[str] = []
+    with ThreadPoolExecutor(2) as pool:
+        loads = [pool.submit(load_images, builder, [image], log=messages.append) for _ in range(2)]
+        results = [load.result() for load in loads]
+    assert results == [{"redis-exporter": image.ref}] * 2, messages
+    assert docker_client.images.get(image.ref).attrs["RepoTags"], messages
+    assert sum("already in Docker" in m for m in messages) == 1, messages  # the second waited for the first
+
+
 def test_a_reload_after_a_code_change_sends_only_the_new_layer(cpu_images, docker_client, tmp_path):
     """load_images after a code change: dockerd holds the image loaded last under the name, so
     one docker-archive with the config and the app layer is all that travels (no registry)."""

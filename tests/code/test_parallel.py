@@ -183,3 +183,30 @@ def test_one_build_serves_every_process(tmp_path, monkeypatch):
     prebuild.wait()                                               # returns once the build wrote `done`
     assert (tmp_path / "test-prebuild-demo.done").read_text().strip() == "0"
     assert first.wait() == 0
+
+
+def test_in_three_processes_the_one_that_takes_machine_free_work_yields_to_the_groups():
+    """A process's first MACHINE_FREE test lowers its priority (in a child process here: a
+    priority once lowered stays lowered); a group's test or a run of two processes does not."""
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(TESTS)!r})
+import parallel, pytest
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_parallel import Item
+
+def niceness_after(count, group):
+    os.environ.update(PYTEST_XDIST_WORKER="gw2", PYTEST_XDIST_WORKER_COUNT=str(count))
+    parallel._yielded = False
+    item = Item("tests/x.py::test_x")
+    item.add_marker(pytest.mark.xdist_group(group))
+    before = os.nice(0)
+    parallel.yield_to_the_groups(item)
+    return os.nice(0) - before
+
+print(niceness_after(2, "tests/x.py"), niceness_after(3, parallel.SHARED), niceness_after(3, parallel.OWN_PROJECTS),
+      niceness_after(3, "tests/x.py"))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "0", "0", "5"], out.stdout

@@ -173,6 +173,15 @@ def load_images(builder: Builder, images: list[BuiltImage], *, method: str = "re
 
 def _load_one(builder: Builder, image: BuiltImage, engine: Engine, method: str, registry: LocalRegistry,
               log: Callable[[str], None]) -> str:
+    # One load of an image at a time per state directory: two at once (two `fxstack load`, two
+    # test processes) both pulled it from the local registry under one temporary name, and the
+    # second's removal of that name found it gone. The second now finds the image in Docker.
+    with file_lock(builder.state / ".locks" / f"load-{image.name}"):
+        return _load_one_locked(builder, image, engine, method, registry, log)
+
+
+def _load_one_locked(builder: Builder, image: BuiltImage, engine: Engine, method: str, registry: LocalRegistry,
+                     log: Callable[[str], None]) -> str:
     started = time.monotonic()
     if engine.has_image(image.ref):
         log(f"{image.name}: {image.ref} already in Docker")
