@@ -17,10 +17,11 @@ export FXSTACK_CLI="${FXSTACK_CLI:-$0}"
 cd "$root"
 case "${1:-}" in
   # Under check, a test whose prerequisite is missing fails rather than skips (tests/conftest.py).
-  # Three test processes where there are two cores or more (FX_TEST_PROCESSES=N sets another number,
-  # 1 for one): the tests of shared machine state in one, those of Docker projects of their own in
-  # another, the rest beside them (tests/parallel.py).
-  check) shift; cores=$(nproc 2>/dev/null || echo 1); procs=${FX_TEST_PROCESSES:-$(( cores < 2 ? 1 : 3 ))}
+  # Two test processes on two or three cores, three on four or more (FX_TEST_PROCESSES=N sets
+  # another number, 1 for one): the tests of shared machine state in one, those of Docker
+  # projects of their own in another, the rest beside them (tests/parallel.py).
+  check) shift; cores=$(nproc 2>/dev/null || echo 1)
+    procs=${FX_TEST_PROCESSES:-$(( cores < 2 ? 1 : cores < 4 ? 2 : 3 ))}
     if [ "$procs" != 1 ]; then set -- -n "$procs" --dist loadgroup --no-loadscope-reorder "$@"; fi
     FX_CHECK_STRICT=1 exec "$root/.venv/bin/python" -m pytest -m "not slow and not gpu and not cluster" "$@" ;;
   check-cluster) shift; FX_CHECK_STRICT=1 exec "$root/.venv/bin/python" -m pytest -m cluster tests/cluster "$@" ;;

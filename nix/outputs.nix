@@ -14,9 +14,10 @@ let
 
   n2c = (import nix2container { inherit pkgs system; }).nix2container;
 
+  lock = builtins.fromTOML (builtins.readFile (src + "/poetry.lock"));  # once (./pins.nix)
   pythonFor = p: python: import ./python.nix {
     poetry2nix = import poetry2nix { pkgs = p; };
-    inherit python src lib;
+    inherit python src lib lock;
   };
 
   specs = import ./specs.nix { root = src; };
@@ -104,7 +105,7 @@ let
   # A stale poetry.lock stops every image, app and check at evaluation, service images
   # included, with the portable builder's message (nix/pins.nix). The dev shell and the
   # formatter stay usable: the dev shell's Poetry is what re-locks.
-  lockCheck = (import ./pins.nix { inherit src lib; installable = _: true; }).check;
+  lockCheck = (import ./pins.nix { inherit src lib lock; installable = _: true; }).check;
   guarded = mapAttrs (_: v: builtins.seq lockCheck v);
 in
 {

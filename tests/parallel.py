@@ -1,7 +1,7 @@
 """`./fx check` in two test processes (pytest-xdist, `--dist loadgroup`), imported by tests/conftest.py.
 
-FX_TEST_PROCESSES sets the number of processes (`./fx check`'s default: three on two or more cores,
-one on one); `./fx check` passes `-n N --dist loadgroup --no-loadscope-reorder` when it is above 1.
+FX_TEST_PROCESSES sets the number of processes (`./fx check`'s default: one on one core, two on two
+or three, three on four or more); `./fx check` passes `-n N --dist loadgroup --no-loadscope-reorder` when it is above 1.
 What may run at the same time:
 
 - unit tests: any of them, on either process (no server, no Docker, their own tmp_path);
@@ -145,7 +145,9 @@ def order(items) -> None:
     the build company, and the groups start when it is done. In three or more they come right
     after the unit tier: two processes take them (and wait for the build) while the others work
     through the rest beside the build and then beside the groups, which spend about a quarter of
-    their time waiting on containers (`./fx check`'s default on two cores is three processes)."""
+    their time waiting on containers. On two cores a third process barely helped (737 against 744 s
+    in all) and slowed the groups, the longest path (420 against 370 s after the build), so two is
+    the default there (docs/benchmarks.md, "CI time")."""
     if not worker_id():
         return
     if worker_count() >= 3:

@@ -22,6 +22,13 @@ let
   normalize = name: builtins.replaceStrings [ "_" "." "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ]
     [ "-" "-" "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ] name;
 
+  # The locked packages' names, from the lock's `name = "..."` lines (only a [[package]] table has
+  # that key): a fromTOML of the 800 kB lock per environment was most of an evaluation's time
+  # (0.2 s each, a dozen environments), and Nix does not share it between calls.
+  lockNames = poetrylock: builtins.concatMap
+    (line: let m = builtins.match "name = \"([^\"]*)\"" line; in if m == null then [ ] else m)
+    (filter builtins.isString (builtins.split "\n" (readFile poetrylock)));
+
   groupsOf = pyproject:
     if !(isPath pyproject) then throw "stand-in poetry2nix: pass `pyproject` as a path so the stand-in can read its groups (got ${typeOf pyproject})"
     else [ "main" ] ++ attrNames ((fromTOML (readFile pyproject)).tool.poetry.group or { });
@@ -98,7 +105,7 @@ let
         groups = checkGroups' what pyproject groups;
         checkGroups = checkGroups' what pyproject checkGroups;
         overrides = overrideSummary python
-          (buildSystems ++ map (p: normalize p.name) (fromTOML (readFile poetrylock)).package)
+          (buildSystems ++ map normalize (lockNames poetrylock))
           overrides;
       };
     in
