@@ -134,6 +134,16 @@ def test_read_only_roots_limits_rotated_logs_loopback_ports(secured, docker_clie
 
 
 # ------------------------------------------------------------------ secrets
+def proc_file(pid: int, name: str) -> bytes:
+    """/proc/PID/NAME, or nothing for a process that has exited since it was listed (a health
+    check's, which lives a fraction of a second)."""
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def test_no_secret_in_docker_inspect_images_environments_or_command_lines(secured, docker_client):
     stack = STACKS[secured.name]
     secrets_ = secret_values(stack, read_env(secured.target.env_path))
@@ -142,8 +152,8 @@ def test_no_secret_in_docker_inspect_images_environments_or_command_lines(secure
         image = c.image
         recorded = json.dumps(c.attrs) + json.dumps(image.attrs) + json.dumps(image.history())
         pids = container_pids(c)
-        cmdlines = b"\n".join(open(f"/proc/{pid}/cmdline", "rb").read() for pid in pids)
-        environs = b"\n".join(open(f"/proc/{pid}/environ", "rb").read() for pid in pids)
+        cmdlines = b"\n".join(proc_file(pid, "cmdline") for pid in pids)
+        environs = b"\n".join(proc_file(pid, "environ") for pid in pids)
         for key, value in secrets_.items():
             assert value not in recorded, f"{svc}: {key} is in docker inspect (container or image)"
             assert value.encode() not in cmdlines, f"{svc}: {key} is on a process's command line"
