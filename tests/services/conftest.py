@@ -84,6 +84,21 @@ def pytest_collection_modifyitems(config, items):
 # --------------------------------------------------------------------------------------------
 # helpers
 
+def switch_interval_at_rest(timeout: float = 10) -> float:
+    """sys.getswitchinterval() at a moment no thread is in a polite section
+    (fxservices.inference.model.polite_to_the_event_loop): a model cache of an earlier test in
+    this process may still be polling, in sections of its own."""
+    from fxservices.inference import model
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with model._polite_lock:
+            if model._polite_depth == 0:
+                return sys.getswitchinterval()
+        assert time.monotonic() < deadline, f"a polite section did not end in {timeout:.0f} s"
+        time.sleep(0.005)
+
+
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None,
                   log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout

@@ -147,21 +147,11 @@ def test_ready_counts_every_worker(app_env, monkeypatch):
 def test_overlapping_polite_sections_restore_the_switch_interval():
     """A model load and a Feast read can overlap in two threads: the interval is 0.5 ms while
     either runs and what it was once both are done, whichever finishes first."""
-    from fxservices.inference import model
     from fxservices.inference.model import polite_to_the_event_loop
 
-    def at_rest() -> float:
-        """The interval at a moment no thread is in a polite section: a model cache of an earlier
-        test in this process may still be polling, in sections of its own."""
-        deadline = time.monotonic() + 10
-        while True:
-            with model._polite_lock:
-                if model._polite_depth == 0:
-                    return sys.getswitchinterval()
-            assert time.monotonic() < deadline, "a polite section did not end in 10 s"
-            time.sleep(0.005)
+    from .conftest import switch_interval_at_rest
 
-    before = at_rest()
+    before = switch_interval_at_rest()
     a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
     seen = []
 
@@ -184,4 +174,4 @@ def test_overlapping_polite_sections_restore_the_switch_interval():
     for t in threads:
         t.join(20)
     assert seen == [min(before, 0.0005)]
-    assert at_rest() == before
+    assert switch_interval_at_rest() == before
