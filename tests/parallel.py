@@ -1,8 +1,9 @@
-"""`./fx check` in two test processes (pytest-xdist, `--dist loadgroup`), imported by tests/conftest.py.
+"""`./fx check` in several test processes (pytest-xdist, `--dist loadgroup`), imported by
+tests/conftest.py.
 
 FX_TEST_PROCESSES sets the number of processes (`./fx check`'s default: one on one core, two on two
-or three, three on four or more); `./fx check` passes `-n N --dist loadgroup --no-loadscope-reorder` when it is above 1.
-What may run at the same time:
+or three, three on four or more); above one, `./fx check` passes `-n N --dist loadgroup
+--no-loadscope-reorder`. What may run at the same time:
 
 - unit tests: any of them, on either process (no server, no Docker, their own tmp_path);
 - tests that need no shared machine state (MACHINE_FREE: root filesystem builds in their own
@@ -12,13 +13,13 @@ What may run at the same time:
   guides, the load balancer): one xdist group, run beside SHARED;
 - every other test (the FX session stack, published ports, images loaded or removed, `gc`/prune,
   machine-wide listings of containers or volumes, the benchmark's clean-up, the host's own
-  packages) is in one xdist group, SHARED, which xdist
-  runs in one process, in collection order. A test module that is not listed below is in SHARED:
+  packages) is in one xdist group, SHARED, which xdist runs in one process, in collection order.
+  A test module that is not listed below is in SHARED:
   a new module is safe by default and only faster once someone has checked where it belongs.
 
-The queue's order is `order`'s, and xdist keeps it (`--no-loadscope-reorder`; its default hands the
-largest group out first, to a process that would then sit waiting for the image build). The image build beside the tests
-(prebuild.py) is started once per run, by whichever process finishes collecting first, and every
+The queue's order is `order`'s, and xdist keeps it (`--no-loadscope-reorder`; its default hands
+the largest group out first, to a process that would then sit waiting for the image build). The
+image build beside the tests (prebuild.py) is started once per run, by whichever process finishes collecting first, and every
 process waits for the same build (a file it writes when done). Each process takes its test ports
 from its own range (`port_range`), so two stacks never pick the same one.
 """
@@ -92,12 +93,17 @@ def module_path(item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+def params(item) -> dict:
+    """The test's parameters ({} for one that has none)."""
+    return getattr(getattr(item, "callspec", None), "params", {})
+
+
 def own_projects(item) -> bool:
     """Whether the test touches only Docker objects of its own (OWN_PROJECT_MODULES, or a stack
     parameter naming another stack than the session's)."""
     module = module_path(item)
     if module in STACK_PARAMETRIZED:
-        stack = getattr(getattr(item, "callspec", None), "params", {}).get(STACK_PARAMETRIZED[module])
+        stack = params(item).get(STACK_PARAMETRIZED[module])
         return stack is not None and stack != SESSION_STACK
     return module in OWN_PROJECT_MODULES
 
@@ -105,8 +111,7 @@ def own_projects(item) -> bool:
 def needs_shared_state(item, tier: str) -> bool:
     if tier == "unit" or own_projects(item):
         return False
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if DOCKER_FIXTURES & (set(getattr(item, "fixturenames", ())) - set(params)):
+    if DOCKER_FIXTURES & (set(getattr(item, "fixturenames", ())) - set(params(item))):
         return True
     return module_path(item) not in MACHINE_FREE
 
@@ -133,8 +138,14 @@ def group(items, tier_of) -> None:
             item.add_marker(pytest.mark.xdist_group(name))
 
 
+def marked_group(item) -> str:
+    """The xdist group `group` marked the test with ('' for none)."""
+    mark = item.get_closest_marker("xdist_group")
+    return str(mark.args[0]) if mark and mark.args else ""
+
+
 def holds_machine_state(item) -> bool:
-    return any(mark.args and mark.args[0] in (SHARED, OWN_PROJECTS) for mark in item.iter_markers("xdist_group"))
+    return marked_group(item) in (SHARED, OWN_PROJECTS)
 
 
 def order(items) -> None:
@@ -151,8 +162,7 @@ def order(items) -> None:
     if not worker_id():
         return
     if worker_count() >= 3:
-        items.sort(key=lambda item: 0 if not item.get_closest_marker("xdist_group") else
-                   1 if holds_machine_state(item) else 2)
+        items.sort(key=lambda item: 0 if not marked_group(item) else 1 if holds_machine_state(item) else 2)
     else:
         items.sort(key=holds_machine_state)
 
@@ -165,8 +175,7 @@ def yield_to_the_groups(item) -> None:
     global _yielded
     if _yielded or worker_count() < 3:
         return
-    marks = [m.args[0] for m in item.iter_markers("xdist_group") if m.args]
-    if marks and marks[0] not in (SHARED, OWN_PROJECTS):
+    if marked_group(item) and not holds_machine_state(item):
         os.nice(5)  # not 10: a server these tests start must still answer their polls in time
         _yielded = True
 

@@ -78,7 +78,7 @@ def start(log_dir: Path) -> None:
     command = [sys.executable, "-c", _SCRIPT]
     if shared is None:
         command = ["nice", "-n", "10", *command]
-    if shared is not None:
+    else:
         claim, _done = shared
         _forget_other_runs(log_dir, claim, _done)
         try:
