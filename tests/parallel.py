@@ -46,6 +46,7 @@ MACHINE_FREE = frozenset({
     "tests/services/test_postgres_entrypoint.py",  # a temporary PGDATA on a free port
     "tests/bsopt/test_scraper_host.py",
     "tests/bsopt/test_scrape_requests.py",       # its own redis-server on a free port
+    "tests/bsopt/test_worker_alive.py",          # a Celery worker and a redis-server of its own
 })
 # Docker tests that touch only what they make themselves: Compose projects of their own (not the
 # FX session stack), containers and networks under names of their own, the volumes they find

@@ -19,6 +19,7 @@ from __future__ import annotations
 from celery import Celery
 
 from ..common.settings import Settings
+from .alive import Alive
 
 settings = Settings.from_env()
 app = Celery("bsopt", broker=settings.redis_url, backend=settings.result_url,
@@ -34,6 +35,8 @@ app.conf.update(
     # kombu's Redis transport, plus a dead letter for items that are no message envelope
     broker_transport="bsopt.tasks.transport:Transport",
 )
+# the liveness file the health check reads (bsopt.tasks.alive)
+app.steps["consumer"].add(Alive)
 
 # What the API may submit: public name -> registered task name.
 TASKS = {
