@@ -10,12 +10,12 @@ or three, three on four or more); above one, `./fx check` passes `-n N --dist lo
   directories, services on free 127.0.0.1 ports, Nix evaluations): either process, a module's
   tests together (its module fixtures are made once);
 - Docker tests that touch only what they make themselves (OWN_PROJECTS: bsopt's stack tests, the
-  guides, the load balancer): one xdist group, run beside SHARED;
+  guides, the load balancer, the quick benchmark): one xdist group, run beside SHARED;
 - every other test (the FX session stack, published ports, images loaded or removed, `gc`/prune,
-  machine-wide listings of containers or volumes, the benchmark's clean-up, the host's own
-  packages) is in one xdist group, SHARED, which xdist runs in one process, in collection order.
-  A test module that is not listed below is in SHARED:
-  a new module is safe by default and only faster once someone has checked where it belongs.
+  machine-wide listings of containers or volumes, the host's own packages) is in one xdist
+  group, SHARED, which xdist runs in one process, in collection order. A test module that is not
+  listed below is in SHARED: a new module is safe by default and only faster once someone has
+  checked where it belongs.
 
 The queue's order is `order`'s, and xdist keeps it (`--no-loadscope-reorder`; its default hands
 the largest group out first, to a process that would then sit waiting for the image build). The
@@ -59,6 +59,7 @@ OWN_PROJECT_MODULES = frozenset({
     "tests/stack/test_custody_bsopt.py",    # project bsopt-custody
     "tests/docs/test_guides.py",            # projects fxguide-*; it forgets only its own images.env lines
     "tests/cluster/test_load_balancer.py",  # containers and a network named fxlb-<random>
+    "tests/bench/test_bench_quick.py",       # bench-mini and labelled baseline images, states of its own
 })
 # Modules whose tests take the stack as this parameter: each stack but the one of the session
 # fixture `stack` (tests/conftest.py; the SHARED tests use it) is a project of its own.
