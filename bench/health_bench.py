@@ -46,15 +46,13 @@ def variant_root(tmp: Path, rev: str | None) -> Path:
 
 
 def busy_cores(seconds: float) -> float:
-    def sample() -> tuple[int, int]:
+    def busy_ticks() -> int:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + fields[4]
-        return sum(fields) - idle, sum(fields)
+        return sum(fields) - fields[3] - fields[4]   # all but idle and iowait
 
-    busy0, _ = sample()
+    before = busy_ticks()
     time.sleep(seconds)
-    busy1, _ = sample()
-    return (busy1 - busy0) / os.sysconf("SC_CLK_TCK") / seconds
+    return (busy_ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
 
 
 def fx(root: Path, *args: str) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ check passes on a fresh file and fails on a stale or missing one."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,11 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fxstack.poll import TimedOut, poll
+
 pytestmark = pytest.mark.integration
 pytest.importorskip("celery")
 pytest.importorskip("redis")
 from bsopt.tasks import alive  # noqa: E402
-from services.conftest import free_port, stop, wait_for_port  # noqa: E402
+from services.conftest import free_port, start_redis, stop  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
@@ -53,11 +54,7 @@ class Redis:
         self.port, self.dir, self.proc = free_port(), d, None
 
     def start(self):
-        log = self.dir / "redis.log"
-        self.proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(self.port), "--bind",
-                                      "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-                                     stdout=log.open("a"), stderr=subprocess.STDOUT)
-        wait_for_port(self.port, 20, self.proc, log)
+        self.proc = start_redis(self.port, self.dir)
 
     def kill(self):
         self.proc.kill()
@@ -72,16 +69,16 @@ def _mtime(f: Path) -> int | None:
 
 
 def _wait_for_touch(f: Path, after: int | None, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def touched() -> int | None:
         now = _mtime(f)
-        if now is not None and now != after:
-            return now
-        time.sleep(0.1)
-    pytest.fail(f"{f} not touched within {timeout:.0f} s")
+        return now if now is not None and now != after else None
+
+    try:
+        return poll(touched, timeout=timeout, interval=0.1)
+    except TimedOut:
+        pytest.fail(f"{f} not touched within {timeout:.0f} s")
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 def test_a_worker_touches_the_file_only_while_it_reaches_the_broker(tmp_path):
     redis = Redis(tmp_path)
     redis.start()

@@ -203,18 +203,23 @@ def tiny(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), seed=7)
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
+def start_redis(port: int, d: Path) -> subprocess.Popen:
+    """A redis-server on 127.0.0.1:`port` without persistence, answering; its log in `d`."""
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.skip("redis-server not installed (apt-get install redis-server)")
-    port = free_port()
-    d = tmp_path_factory.mktemp("redis")
     log = d / "redis.log"
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(d)],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+                            stdout=log.open("a"), stderr=subprocess.STDOUT)
     wait_for_port(port, 20, proc, log)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    port = free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("redis"))
     yield {"host": "127.0.0.1", "port": port}
     stop(proc)
 
